@@ -1,0 +1,159 @@
+"""Model configuration: one dataclass, two presets (`paper`, `tiny`), validated overrides.
+
+`paper` is DESIGN.md §3 exactly (ViT-B/16 at 448, 6-layer BERT-base, K = 32, 40 tokens);
+`tiny` runs the same code at sizes a 2-core CPU trains in minutes. Only sizes differ.
+`dataclasses.asdict(cfg)` is JSON-serialisable and `make_model_config(**asdict(cfg))`
+round-trips it (lists are turned back into tuples).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+__all__ = ["ModelConfig", "PRESETS", "LAW_TYPES", "make_model_config", "config_from_dict"]
+
+LAW_TYPES = ("none", "la", "od1", "od2", "od3", "svd")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    preset: str = "paper"             # name of the preset these values started from
+    # --- input ---
+    img_size: int = 448               # square padded canvas side (pixels)
+    max_len: int = 40                 # token length (padded); longer input is an error
+
+    # --- visual backbone: ViTDet (DESIGN §3.1) ---
+    patch_size: int = 16
+    vit_dim: int = 768
+    vit_depth: int = 12
+    vit_heads: int = 12
+    vit_mlp_ratio: float = 4.0
+    window_size: int = 14             # window attention side in tokens (non-global blocks)
+    global_blocks: tuple = (2, 5, 8, 11)  # blocks with global attention
+    pretrain_grid: int = 14           # abs pos-embed learnt at this token grid (224/16), resized
+    drop_path: float = 0.1            # max stochastic depth rate, linear 0 -> drop_path
+    vit_ln_eps: float = 1e-6
+
+    # --- language encoder: BERT (DESIGN §3.2), read by vglaw/models/bert.py ---
+    text_hidden: int = 768
+    text_layers: int = 6
+    text_heads: int = 12
+    text_ffn: int = 3072
+    vocab_size: int = 30522
+    max_position: int = 512
+    type_vocab_size: int = 2
+    layer_norm_eps: float = 1e-12     # BERT LayerNorm eps
+    hidden_dropout: float = 0.1       # BERT hidden and attention-probability dropout
+
+    # --- language-adaptive weights (DESIGN §3.3) ---
+    law_type: str = "svd"             # one of LAW_TYPES; "none" = passive backbone
+    law_rank: int = 32                # K: Phi is K x K (svd only)
+    law_shared: bool = True           # one P/Q pair for all adaptive blocks (else one per block)
+    law_blocks: tuple | None = None   # indices of adaptive blocks; None = every block
+    law_hidden: int = 48              # generator MLP hidden width
+
+    # --- multi-task head (DESIGN §3.4) ---
+    rec_dim: int = 64                 # query/key width of the language-guided pooling
+    rec_hidden: int = 256             # box MLP hidden width
+    res_hidden: int = 256             # channels between the two transposed convolutions
+
+    # --- losses (DESIGN §3.5) ---
+    loss_l1: float = 1.0
+    loss_giou: float = 1.0
+    loss_focal: float = 1.0
+    loss_dice: float = 1.0
+    use_mask: bool = True             # False: REC only (mask losses off)
+    focal_alpha: float = 0.25
+    focal_gamma: float = 2.0
+
+    @property
+    def grid(self) -> int:
+        """Token grid side of the backbone (img_size / patch_size)."""
+        return self.img_size // self.patch_size
+
+    @property
+    def adaptive_blocks(self) -> tuple:
+        """Sorted indices of the blocks whose qkv is language-adaptive (empty for `none`)."""
+        if self.law_type == "none":
+            return ()
+        if self.law_blocks is None:
+            return tuple(range(self.vit_depth))
+        return tuple(sorted(self.law_blocks))
+
+
+PRESETS: dict[str, dict] = {
+    "paper": {},
+    # CPU workbook model: 8x8 token grid, 2x2 windows of 4x4 tokens, global blocks 1 and 3,
+    # all-MiniLM-L6-v2 geometry truncated to 2 layers (its weights load into it).
+    "tiny": dict(
+        img_size=128, max_len=20, patch_size=16, vit_dim=128, vit_depth=4, vit_heads=4,
+        window_size=4, global_blocks=(1, 3), pretrain_grid=8, drop_path=0.05,
+        text_hidden=384, text_layers=2, text_heads=12, text_ffn=1536,
+        law_rank=16, res_hidden=64, rec_hidden=128,
+    ),
+}
+
+
+def _fail(msg: str):
+    raise ValueError(msg)
+
+
+def _validate(cfg: ModelConfig) -> None:
+    if cfg.law_type not in LAW_TYPES:
+        _fail(f"unknown law_type {cfg.law_type!r}; expected one of {list(LAW_TYPES)}")
+    for name in ("img_size", "max_len", "patch_size", "vit_dim", "vit_depth", "vit_heads",
+                 "window_size", "pretrain_grid", "text_hidden", "text_layers", "text_heads",
+                 "text_ffn", "vocab_size", "max_position", "type_vocab_size", "law_rank",
+                 "law_hidden", "rec_dim", "rec_hidden", "res_hidden"):
+        v = getattr(cfg, name)
+        if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+            _fail(f"{name} must be a positive int, got {v!r}")
+    if cfg.img_size % (cfg.patch_size * cfg.window_size):
+        _fail(f"img_size {cfg.img_size} must be divisible by patch_size*window_size "
+              f"= {cfg.patch_size}*{cfg.window_size} = {cfg.patch_size * cfg.window_size}")
+    if cfg.patch_size % 4:
+        _fail(f"patch_size must be a multiple of 4 (the RES head upsamples x4), got {cfg.patch_size}")
+    if cfg.vit_dim % cfg.vit_heads:
+        _fail(f"vit_dim {cfg.vit_dim} must be divisible by vit_heads {cfg.vit_heads}")
+    if cfg.text_hidden % cfg.text_heads:
+        _fail(f"text_hidden {cfg.text_hidden} must be divisible by text_heads {cfg.text_heads}")
+    if cfg.max_len > cfg.max_position:
+        _fail(f"max_len {cfg.max_len} exceeds max_position {cfg.max_position}")
+    for name in ("global_blocks",) + (("law_blocks",) if cfg.law_blocks is not None else ()):
+        blocks = getattr(cfg, name)
+        if not all(isinstance(b, int) and 0 <= b < cfg.vit_depth for b in blocks):
+            _fail(f"{name} must hold block indices in [0, {cfg.vit_depth}), got {blocks!r}")
+        if len(set(blocks)) != len(blocks):
+            _fail(f"{name} has duplicate indices: {blocks!r}")
+    if cfg.law_blocks is not None and cfg.law_type != "none" and not cfg.law_blocks:
+        _fail("law_blocks is empty; use law_type='none' for a passive backbone")
+    if not 0.0 <= cfg.drop_path < 1.0 or not 0.0 <= cfg.hidden_dropout < 1.0:
+        _fail("drop_path and hidden_dropout must lie in [0, 1)")
+    for name in ("loss_l1", "loss_giou", "loss_focal", "loss_dice"):
+        if getattr(cfg, name) < 0:
+            _fail(f"{name} must be >= 0, got {getattr(cfg, name)!r}")
+
+
+def make_model_config(preset: str = "tiny", **overrides) -> ModelConfig:
+    """Preset values, then `overrides`; raises ValueError on unknown names or bad values."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; expected one of {sorted(PRESETS)}")
+    allowed = [f.name for f in dataclasses.fields(ModelConfig) if f.name != "preset"]
+    unknown = sorted(set(overrides) - set(allowed))
+    if unknown:
+        raise ValueError(f"unknown model config field(s) {unknown}; allowed: {allowed}")
+    values = dict(PRESETS[preset], **overrides)
+    for name in ("global_blocks", "law_blocks"):  # JSON gives lists back
+        if isinstance(values.get(name), list):
+            values[name] = tuple(values[name])
+    cfg = ModelConfig(preset=preset, **values)
+    _validate(cfg)
+    return cfg
+
+
+def config_from_dict(d: dict) -> ModelConfig:
+    """Inverse of `dataclasses.asdict` (e.g. a run's config.json); validates like make_model_config."""
+    d = dict(d)
+    preset = d.pop("preset", "tiny")
+    return make_model_config(preset, **d)
