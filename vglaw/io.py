@@ -1,0 +1,61 @@
+"""Small file helpers shared by evaluation and training."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["write_json_atomic", "read_json", "to_jsonable"]
+
+
+def to_jsonable(obj):
+    """NumPy scalars/arrays, Paths and tuples -> plain JSON types (recursively)."""
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return to_jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, bytes):
+        return obj.decode("ascii")
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def write_json_atomic(path, obj, *, indent: int | None = 2) -> Path:
+    """Write `obj` as JSON so readers never see a half-written file.
+
+    The text goes to a temporary file in the same folder, is fsync'ed, then `os.replace`d onto
+    `path` (atomic on POSIX and Windows). Parent folders are created.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(to_jsonable(obj), f, indent=indent, allow_nan=True)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def read_json(path):
+    """Read a JSON file with a clear error when it is missing."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist")
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
