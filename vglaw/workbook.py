@@ -1,0 +1,119 @@
+"""Run the workbook headless: `python -m vglaw.workbook reproduce` (what `make reproduce` calls).
+
+Executes the numbered notebooks in order with papermill, keeps each executed copy under
+`reports/_work/` (ignored by git) and writes an HTML export of each to `reports/html/` with an index
+page `reports/index.html`. Notebooks resolve their paths from the repository root, so the same run
+works from any working directory, and interactively in JupyterLab.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from vglaw.paths import repo_root, reports_dir
+
+__all__ = ["NOTEBOOKS", "run_notebook", "export_html", "reproduce", "main"]
+
+log = logging.getLogger("vglaw")
+
+# The workbook, in order. Each runs on the synthetic default with its own defaults.
+NOTEBOOKS = ("01_preprocess", "02_train", "03_ablations", "04_results", "05_inspect")
+
+
+def notebook_path(name: str) -> Path:
+    path = repo_root() / "notebooks" / f"{name}.ipynb"
+    if not path.is_file():
+        allowed = ", ".join(p.stem for p in sorted((repo_root() / "notebooks").glob("*.ipynb")))
+        raise FileNotFoundError(f"No notebook {path}; the workbook has: {allowed}")
+    return path
+
+
+def run_notebook(name: str, parameters: dict[str, Any] | None = None, out_dir: str | Path | None = None,
+                 *, progress: bool = True, log_output: bool = False) -> Path:
+    """Execute `notebooks/<name>.ipynb` with papermill; returns the executed notebook's path."""
+    import papermill as pm
+
+    os.environ.setdefault("GLOG_v", "4")
+    out_dir = Path(out_dir) if out_dir else reports_dir() / "_work"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out = out_dir / f"{name}.ipynb"
+    pm.execute_notebook(str(notebook_path(name)), str(out), parameters=parameters or {},
+                        kernel_name="python3", cwd=str(repo_root() / "notebooks"),
+                        progress_bar=progress, log_output=log_output)
+    return out
+
+
+def export_html(executed: Path, html_dir: Path) -> Path:
+    """An HTML copy of an executed notebook (code and outputs) for the reports folder."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    html_dir.mkdir(parents=True, exist_ok=True)
+    body, _ = HTMLExporter().from_notebook_node(nbformat.read(str(executed), as_version=4))
+    target = html_dir / f"{executed.stem}.html"
+    tmp = target.with_suffix(".html.tmp")
+    tmp.write_text(body, encoding="utf-8")
+    os.replace(tmp, target)
+    return target
+
+
+def _write_index(rows: list[tuple[str, float, str]], path: Path) -> None:
+    items = "\n".join(
+        f'<tr><td><a href="html/{html.escape(n)}.html">{html.escape(n)}</a></td><td>{t:.0f} s</td>'
+        f"<td>{html.escape(s)}</td></tr>" for n, t, s in rows)
+    tables = sorted((path.parent / "tables").glob("*.md")) if (path.parent / "tables").is_dir() else []
+    figures = sorted((path.parent / "figures").glob("*.png")) if (path.parent / "figures").is_dir() else []
+    links = "".join(f'<li><a href="tables/{t.name}">{t.name}</a></li>' for t in tables)
+    figs = "".join(f'<figure><img src="figures/{f.name}" width="480"><figcaption>{f.name}</figcaption></figure>'
+                   for f in figures)
+    path.write_text(
+        "<!doctype html><meta charset=utf-8><title>vglaw workbook</title>"
+        "<h1>vglaw workbook: executed notebooks</h1><table border=1 cellpadding=4>"
+        f"<tr><th>notebook</th><th>wall time</th><th>status</th></tr>{items}</table>"
+        f"<h2>Tables</h2><ul>{links}</ul><h2>Figures</h2>{figs}", encoding="utf-8")
+
+
+def reproduce(notebooks: tuple[str, ...] = NOTEBOOKS, parameters: dict[str, dict[str, Any]] | None = None) -> Path:
+    """Run the notebooks in order, export HTML and write `reports/index.html`; returns the index."""
+    rows: list[tuple[str, float, str]] = []
+    work, html_dir = reports_dir() / "_work", reports_dir() / "html"
+    total = time.perf_counter()
+    for i, name in enumerate(notebooks, 1):
+        print(f"[{i}/{len(notebooks)}] {name} ...", flush=True)
+        start = time.perf_counter()
+        try:
+            executed = run_notebook(name, (parameters or {}).get(name), work)
+        except Exception:
+            rows.append((name, time.perf_counter() - start, "failed"))
+            _write_index(rows, reports_dir() / "index.html")
+            raise
+        export_html(executed, html_dir)
+        rows.append((name, time.perf_counter() - start, "ok"))
+        print(f"[{i}/{len(notebooks)}] {name} done in {rows[-1][1]:.0f} s", flush=True)
+    index = reports_dir() / "index.html"
+    _write_index(rows, index)
+    print(f"workbook finished in {time.perf_counter() - total:.0f} s; open {index}")
+    return index
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m vglaw.workbook", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    rep = sub.add_parser("reproduce", help="run every notebook in order on the synthetic default")
+    rep.add_argument("--only", nargs="+", choices=NOTEBOOKS, help="run only these notebooks (in workbook order)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    chosen = tuple(n for n in NOTEBOOKS if not args.only or n in args.only)
+    reproduce(chosen)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
