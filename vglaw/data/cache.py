@@ -1,0 +1,202 @@
+"""The preprocessed cache `<cache_dir>/<dataset>(<split_by>)/` and its reader `RefDataset`.
+
+The cache holds every sentence of one refs file (`items.json`: columns of sent/ref/ann/image ids,
+stored split and phrase; images' file names and sizes; one compressed COCO RLE per annotation,
+decoded on access) and a `manifest.json` with counts per split and the SHA-256 of the sources.
+A second `preprocess` with unchanged sources reuses it. It is built in a temporary folder next to
+the final one and renamed into place, so a failure never leaves a half-written cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from vglaw.data.refer import (DATASETS, README_HINT, check_names, dataset_paths, decode_rle,
+                              read_refer, split_matches)
+
+__all__ = ["CACHE_FORMAT", "preprocess", "cache_folder", "read_manifest", "RefDataset", "load_rgb"]
+
+log = logging.getLogger("vglaw")
+CACHE_FORMAT = 1  # bump when the layout of items.json changes: old caches are then rebuilt
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def cache_folder(cache_dir: str | Path, dataset: str, split_by: str) -> Path:
+    check_names(dataset, split_by)
+    return Path(cache_dir) / f"{dataset}({split_by})"
+
+
+def read_manifest(folder: str | Path) -> dict | None:
+    try:
+        return json.loads((Path(folder) / "manifest.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def preprocess(data_root: str | Path, dataset: str, split_by: str, cache_dir: str | Path, *,
+               force: bool = False) -> Path:
+    """Build (or reuse) the cache of `dataset(split_by)` read from `data_root`; returns its folder.
+
+    Reused when its manifest records the same cache format and source hashes (refs file and
+    instances.json); `force=True` rebuilds. Raises DataNotFoundError (a FileNotFoundError) for
+    missing files, ValueError for unknown names.
+    """
+    final = cache_folder(cache_dir, dataset, split_by)
+    paths = dataset_paths(data_root, dataset, split_by)
+    sources = {p.name: _sha256(p) for p in (paths["refs"], paths["instances"])}
+    old = read_manifest(final)
+    if (not force and old is not None and old.get("format") == CACHE_FORMAT
+            and old.get("sources") == sources
+            and old.get("data_root") == str(Path(data_root).resolve())):
+        log.info("reusing cache %s", final)
+        return final
+
+    t0 = time.time()
+    samples, images, anns, stats, paths = read_refer(data_root, dataset, split_by)
+    splits = {}
+    for split in DATASETS[dataset][split_by]:
+        chosen = [s for s in samples if split_matches(split, s.split)]
+        splits[split] = {"refs": len({s.ref_id for s in chosen}), "sentences": len(chosen),
+                         "images": len({s.image_id for s in chosen})}
+    items = {
+        "samples": {"sent_id": [s.sent_id for s in samples], "ref_id": [s.ref_id for s in samples],
+                    "ann_id": [s.ann_id for s in samples], "image_id": [s.image_id for s in samples],
+                    "split": [s.split for s in samples], "phrase": [s.phrase for s in samples]},
+        "images": {str(k): v for k, v in images.items()},
+        "anns": {str(k): v for k, v in anns.items()},
+    }
+    manifest = {"format": CACHE_FORMAT, "dataset": dataset, "split_by": split_by,
+                "data_root": str(Path(data_root).resolve()),
+                "image_dir": str(paths["images"].resolve()),
+                "splits": splits, "skipped": stats, "sentences": len(samples),
+                "images": len(images), "annotations": len(anns), "sources": sources}
+
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    try:
+        _write_json(tmp / "items.json", items)
+        _write_json(tmp / "manifest.json", manifest)  # the manifest last: it marks a whole cache
+        if final.exists():  # swap: move the stale cache aside first, so the rename cannot fail on it
+            stale = Path(tempfile.mkdtemp(prefix=f".{final.name}.old-", dir=final.parent))
+            os.replace(final, stale / "cache")
+            os.replace(tmp, final)
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log.info("built cache %s: %d sentences in %.1f s", final, len(samples), time.time() - t0)
+    return final
+
+
+def _write_json(path: Path, obj) -> None:
+    with open(path, "w") as f:
+        json.dump(obj, f, separators=(",", ":"))
+
+
+class RefDataset:
+    """The sentences of one split of a preprocessed dataset.
+
+    Args:
+        cache_dir: the folder `preprocess` wrote into (holding `<dataset>(<split_by>)/`).
+        dataset, split_by, split: see DATASETS; split follows the refer API (testA matches testAB).
+        data_root: if given and the cache is absent or stale, `preprocess` builds it first.
+
+    `ds[i]` is a dict: image_path (str), image_id, ref_id, sent_id (int), phrase (str),
+    bbox (x, y, w, h) float in original pixels, mask (H, W) uint8 {0, 1} at original resolution.
+    """
+
+    def __init__(self, cache_dir: str | Path, dataset: str = "refcoco", split_by: str = "unc",
+                 split: str = "val", *, data_root: str | Path | None = None):
+        check_names(dataset, split_by, split)
+        self.dataset, self.split_by, self.split = dataset, split_by, split
+        folder = (preprocess(data_root, dataset, split_by, cache_dir) if data_root is not None
+                  else cache_folder(cache_dir, dataset, split_by))
+        manifest = read_manifest(folder)
+        if manifest is None:
+            raise FileNotFoundError(
+                f"no preprocessed cache at {folder}: run vglaw.data.preprocess(data_root, "
+                f"{dataset!r}, {split_by!r}, cache_dir) or notebooks/01_preprocess.ipynb first "
+                f"({README_HINT})")
+        if manifest.get("format") != CACHE_FORMAT:
+            raise ValueError(f"{folder} was written by another cache format "
+                             f"({manifest.get('format')} != {CACHE_FORMAT}): preprocess again")
+        self.folder, self.manifest = folder, manifest
+        self.image_dir = Path(manifest["image_dir"])
+        items = json.loads((folder / "items.json").read_text())
+        cols = items["samples"]
+        keep = [i for i, s in enumerate(cols["split"]) if split_matches(split, s)]
+        self.sent_ids = np.asarray(cols["sent_id"], dtype=np.int64)[keep]
+        self.ref_ids = np.asarray(cols["ref_id"], dtype=np.int64)[keep]
+        self.ann_ids = np.asarray(cols["ann_id"], dtype=np.int64)[keep]
+        self.image_ids = np.asarray(cols["image_id"], dtype=np.int64)[keep]
+        self.phrases = [cols["phrase"][i] for i in keep]
+        self.images = {int(k): v for k, v in items["images"].items()}
+        self.anns = {int(k): v for k, v in items["anns"].items()}
+
+    def __len__(self) -> int:
+        return len(self.sent_ids)
+
+    def __repr__(self) -> str:
+        return (f"RefDataset({self.dataset}({self.split_by}) {self.split}: {len(self)} sentences, "
+                f"{len(set(self.image_ids.tolist()))} images)")
+
+    def _index(self, i: int) -> int:
+        n = len(self)
+        if not -n <= i < n:
+            raise IndexError(f"index {i} out of range for {n} sentences")
+        return i % n
+
+    def image_path(self, i: int) -> Path:
+        return self.image_dir / self.images[int(self.image_ids[self._index(i)])]["file_name"]
+
+    def record(self, i: int) -> dict:
+        """Everything about sample i except the decoded mask (rle: compressed COCO RLE)."""
+        i = self._index(i)
+        ann = self.anns[int(self.ann_ids[i])]
+        image = self.images[int(self.image_ids[i])]
+        return {"image_path": str(self.image_dir / image["file_name"]),
+                "image_id": int(self.image_ids[i]), "ref_id": int(self.ref_ids[i]),
+                "sent_id": int(self.sent_ids[i]), "phrase": self.phrases[i],
+                "bbox": tuple(float(v) for v in ann["bbox"]), "rle": ann["rle"],
+                "height": image["height"], "width": image["width"]}
+
+    def __getitem__(self, i: int) -> dict:
+        rec = self.record(i)
+        rec["mask"] = decode_rle(rec.pop("rle"))
+        del rec["height"], rec["width"]
+        return rec
+
+    def load_image(self, i: int) -> np.ndarray:
+        """The image of sample i as (H, W, 3) uint8 RGB."""
+        return load_rgb(self.image_path(i))
+
+
+def load_rgb(path: str | Path) -> np.ndarray:
+    """Read an image file as (H, W, 3) uint8 RGB; errors name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"image not found: {path} ({README_HINT})")
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"))
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise OSError(f"unreadable image {path}: {exc}") from exc
