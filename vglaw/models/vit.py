@@ -1,0 +1,321 @@
+"""ViTDet plain ViT backbone (DESIGN §3.1) with a language-adaptive qkv hook (§3.3).
+
+Follows detectron2 `modeling/backbone/vit.py` (Li et al., ViTDet): window attention in most
+blocks, global attention in a few, decomposed relative position in every block, an absolute
+position embedding learnt at the pretrain grid and resized to the token grid, no final norm.
+Parameter names under `backbone.` equal detectron2's under `backbone.net.` except LayerNorm
+weight/bias (MindSpore: gamma/beta), see `VIT_DETECTRON2_NAME_MAP` / `detectron2_to_vglaw_name`.
+The pos-embed and rel-pos resizes happen on the host (NumPy) at init / load, never in construct.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import mindspore as ms
+from mindspore import Parameter, Tensor, nn, ops
+from mindspore.common.initializer import TruncatedNormal, Zero, initializer
+
+from vglaw.models.law import adaptive_qkv
+
+__all__ = ["ViTDet", "Block", "Attention", "window_partition", "window_unpartition",
+           "rel_pos_index", "linear_resize_matrix", "bicubic_resize_matrix", "resize_rel_pos",
+           "resize_abs_pos_embed", "VIT_DETECTRON2_NAME_MAP", "detectron2_to_vglaw_name"]
+
+# detectron2 suffix -> vglaw suffix (names under `backbone.net.` -> under `backbone.`); all
+# others (patch_embed.proj.*, pos_embed, attn.qkv.*, attn.proj.*, attn.rel_pos_*, mlp.fc*) are equal.
+VIT_DETECTRON2_NAME_MAP = {"norm1.weight": "norm1.gamma", "norm1.bias": "norm1.beta",
+                           "norm2.weight": "norm2.gamma", "norm2.bias": "norm2.beta"}
+DETECTRON2_PREFIX = "backbone.net."
+
+
+def detectron2_to_vglaw_name(name: str, prefix: str = "backbone.") -> str | None:
+    """`backbone.net.blocks.3.norm1.weight` -> `backbone.blocks.3.norm1.gamma`; None if not ViT."""
+    if not name.startswith(DETECTRON2_PREFIX):
+        return None
+    rest = name[len(DETECTRON2_PREFIX):]
+    for old, new in VIT_DETECTRON2_NAME_MAP.items():
+        if rest.endswith("." + old):
+            rest = rest[: -len(old)] + new
+            break
+    return prefix + rest
+
+
+# ----------------------------------------------------------------------------- host-side resizes
+def linear_resize_matrix(n_in: int, n_out: int) -> np.ndarray:
+    """(n_out, n_in) matrix of torch `F.interpolate(mode="linear", align_corners=False)`."""
+    m = np.zeros((n_out, n_in), np.float64)
+    scale = n_in / n_out
+    for i in range(n_out):
+        src = max((i + 0.5) * scale - 0.5, 0.0)
+        x0 = min(int(math.floor(src)), n_in - 1)
+        x1 = min(x0 + 1, n_in - 1)
+        lam = src - x0
+        m[i, x0] += 1.0 - lam
+        m[i, x1] += lam
+    return m
+
+
+def _cubic(t: float, a: float = -0.75) -> np.ndarray:
+    # Keys cubic convolution weights for offsets (-1, 0, 1, 2), as in torch's upsample_bicubic2d.
+    def near(x):
+        return ((a + 2) * x - (a + 3)) * x * x + 1
+
+    def far(x):
+        return ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
+
+    return np.array([far(t + 1), near(t), near(1 - t), far(2 - t)])
+
+
+def bicubic_resize_matrix(n_in: int, n_out: int) -> np.ndarray:
+    """(n_out, n_in) matrix of torch `F.interpolate(mode="bicubic", align_corners=False)` (1-D)."""
+    m = np.zeros((n_out, n_in), np.float64)
+    scale = n_in / n_out
+    for i in range(n_out):
+        src = (i + 0.5) * scale - 0.5
+        x0 = int(math.floor(src))
+        w = _cubic(src - x0)
+        for k in range(4):
+            m[i, min(max(x0 - 1 + k, 0), n_in - 1)] += w[k]
+    return m
+
+
+def resize_rel_pos(table: np.ndarray, length: int) -> np.ndarray:
+    """Linear resize of a rel-pos table (L, C) -> (length, C), detectron2's `get_rel_pos`."""
+    if table.shape[0] == length:
+        return table
+    return (linear_resize_matrix(table.shape[0], length) @ table.astype(np.float64)).astype(table.dtype)
+
+
+def resize_abs_pos_embed(pos: np.ndarray, grid: int, has_cls: bool = True) -> np.ndarray:
+    """detectron2 `get_abs_pos` on the host: (1, [1+]G*G, C) -> (1, grid, grid, C) bicubic."""
+    pos = np.asarray(pos)
+    if pos.ndim == 4:  # already (1, G, G, C)
+        g0 = pos.shape[1]
+        pos = pos.reshape(1, g0 * g0, pos.shape[-1])
+        has_cls = False
+    tokens = pos[:, 1:] if has_cls else pos
+    g0 = int(round(math.sqrt(tokens.shape[1])))
+    if g0 * g0 != tokens.shape[1]:
+        raise ValueError(f"absolute position embedding of {tokens.shape[1]} tokens is not a square grid")
+    t = tokens.reshape(g0, g0, -1).astype(np.float64)
+    if g0 != grid:
+        m = bicubic_resize_matrix(g0, grid)
+        t = np.einsum("ih,hwc->iwc", m, t)
+        t = np.einsum("jw,iwc->ijc", m, t)
+    return t[None].astype(np.float32)
+
+
+def rel_pos_index(q_size: int, k_size: int) -> np.ndarray:
+    """(q_size, k_size) int indices into a (2*max-1, C) table, detectron2's `get_rel_pos`."""
+    q = np.arange(q_size)[:, None] * max(k_size / q_size, 1.0)
+    k = np.arange(k_size)[None, :] * max(q_size / k_size, 1.0)
+    return ((q - k) + (k_size - 1) * max(q_size / k_size, 1.0)).astype(np.int32)
+
+
+# ----------------------------------------------------------------------------- windows
+def window_partition(x: Tensor, ws: int):
+    """(B, H, W, C) -> windows (B*nW, ws, ws, C), zero-padded to multiples of ws; (Hp, Wp)."""
+    b, h, w, c = x.shape
+    pad_h, pad_w = (ws - h % ws) % ws, (ws - w % ws) % ws
+    if pad_h > 0 or pad_w > 0:
+        x = ops.pad(x, (0, 0, 0, pad_w, 0, pad_h))
+    hp, wp = h + pad_h, w + pad_w
+    x = x.reshape(b, hp // ws, ws, wp // ws, ws, c)
+    return x.transpose(0, 1, 3, 2, 4, 5).reshape(-1, ws, ws, c), (hp, wp)
+
+
+def window_unpartition(windows: Tensor, ws: int, pad_hw, hw) -> Tensor:
+    """Inverse of window_partition: (B*nW, ws, ws, C) -> (B, H, W, C), padding removed."""
+    hp, wp = pad_hw
+    h, w = hw
+    b = windows.shape[0] // ((hp // ws) * (wp // ws))
+    x = windows.reshape(b, hp // ws, wp // ws, ws, ws, -1)
+    x = x.transpose(0, 1, 3, 2, 4, 5).reshape(b, hp, wp, -1)
+    if hp > h or wp > w:
+        x = x[:, :h, :w, :]
+    return x
+
+
+# ----------------------------------------------------------------------------- cells
+class DropPath(nn.Cell):
+    """Stochastic depth per sample (active only in training)."""
+
+    def __init__(self, prob: float = 0.0):
+        super().__init__()
+        self.keep = 1.0 - prob
+
+    def construct(self, x: Tensor) -> Tensor:
+        if not self.training or self.keep >= 1.0:
+            return x
+        shape = (x.shape[0],) + (1,) * (x.ndim - 1)
+        mask = ops.floor(self.keep + ops.rand(shape, dtype=x.dtype))
+        return x / self.keep * mask
+
+
+class Attention(nn.Cell):
+    """Multi-head attention with decomposed rel-pos and an optional language-adaptive qkv.
+
+    Args:
+        dim: channels. num_heads: heads. input_size: (h, w) tokens it attends over (window or grid).
+        law_type: the LAW variant for this block ("none" = plain qkv).
+        law_rank: K (svd only).
+    """
+
+    def __init__(self, dim: int, num_heads: int, input_size: tuple, law_type: str = "none",
+                 law_rank: int = 0):
+        super().__init__()
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.scale = self.head_dim ** -0.5
+        self.law_type = law_type
+        self.law_rank = law_rank
+        self.qkv = nn.Dense(dim, dim * 3, weight_init=TruncatedNormal(0.02), bias_init="zeros")
+        self.proj = nn.Dense(dim, dim, weight_init=TruncatedNormal(0.02), bias_init="zeros")
+        h, w = input_size
+        # detectron2 default rel_pos_zero_init=True; the pretrained tables replace them.
+        self.rel_pos_h = Parameter(initializer(Zero(), (2 * h - 1, self.head_dim), ms.float32), name="rel_pos_h")
+        self.rel_pos_w = Parameter(initializer(Zero(), (2 * w - 1, self.head_dim), ms.float32), name="rel_pos_w")
+        self.idx_h = Tensor(rel_pos_index(h, h))  # static gather indices
+        self.idx_w = Tensor(rel_pos_index(w, w))
+
+    def _rel_table(self, table: Tensor, size: int) -> Tensor:
+        # Interpolate only when a loaded table has another length (static, host-built matrix).
+        need = 2 * size - 1
+        if table.shape[0] != need:
+            table = ops.matmul(Tensor(linear_resize_matrix(table.shape[0], need), ms.float32), table)
+        return table
+
+    def construct(self, x: Tensor, gen=None, lp=None, lq=None, n_img: int = 1) -> Tensor:
+        bw, h, w, c = x.shape  # (B*nW, h, w, C)
+        if self.law_type == "none":
+            qkv = self.qkv(x)
+        else:
+            # LAW branch over all windows of an image at once: (B, nW*h*w, C), one Phi per image.
+            xt = x.reshape(n_img, -1, c)
+            qkv = adaptive_qkv(self.law_type, xt, self.qkv.weight, self.qkv.bias, gen, lp, lq,
+                               self.law_rank)
+        qkv = qkv.reshape(bw, h * w, 3, self.num_heads, self.head_dim).transpose(2, 0, 3, 1, 4)
+        qkv = qkv.reshape(3, bw * self.num_heads, h * w, self.head_dim)
+        q, k, v = qkv[0], qkv[1], qkv[2]  # (B*nW*nH, N, d)
+        attn = ops.bmm(q * self.scale, k.transpose(0, 2, 1))  # (BH, N, N)
+        attn = self.add_decomposed_rel_pos(attn, q, h, w)
+        attn = ops.softmax(attn, axis=-1)
+        out = ops.bmm(attn, v).reshape(bw, self.num_heads, h, w, self.head_dim)
+        out = out.transpose(0, 2, 3, 1, 4).reshape(bw, h, w, c)
+        return self.proj(out)
+
+    def add_decomposed_rel_pos(self, attn: Tensor, q: Tensor, h: int, w: int) -> Tensor:
+        """detectron2 `add_decomposed_rel_pos` for q_size == k_size == (h, w), no einsum."""
+        rh = ops.gather(self._rel_table(self.rel_pos_h, h), self.idx_h, 0)  # (h, h, d)
+        rw = ops.gather(self._rel_table(self.rel_pos_w, w), self.idx_w, 0)  # (w, w, d)
+        b, d = q.shape[0], q.shape[2]
+        r_q = q.reshape(b, h, w, d)
+        # rel_h[b,y,x,ky] = sum_c r_q[b,y,x,c] * rh[y,ky,c]
+        qh = r_q.transpose(1, 0, 2, 3).reshape(h, b * w, d)
+        rel_h = ops.bmm(qh, rh.transpose(0, 2, 1)).reshape(h, b, w, h).transpose(1, 0, 2, 3)
+        # rel_w[b,y,x,kx] = sum_c r_q[b,y,x,c] * rw[x,kx,c]
+        qw = r_q.transpose(2, 0, 1, 3).reshape(w, b * h, d)
+        rel_w = ops.bmm(qw, rw.transpose(0, 2, 1)).reshape(w, b, h, w).transpose(1, 2, 0, 3)
+        attn = attn.reshape(b, h, w, h, w) + rel_h.expand_dims(4) + rel_w.expand_dims(3)
+        return attn.reshape(b, h * w, h * w)
+
+
+class Mlp(nn.Cell):
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.fc1 = nn.Dense(dim, hidden, weight_init=TruncatedNormal(0.02), bias_init="zeros")
+        self.act = nn.GELU(approximate=False)
+        self.fc2 = nn.Dense(hidden, dim, weight_init=TruncatedNormal(0.02), bias_init="zeros")
+
+    def construct(self, x: Tensor) -> Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class Block(nn.Cell):
+    """ViTDet block: (window or global) attention + MLP, pre-norm, drop-path.
+
+    Args:
+        window_size: 0 for global attention, else the window side in tokens.
+        grid: token grid side (global blocks attend over grid x grid).
+        law_index / p_index: row of this block in the generated tensor / in P, Q (adaptive only).
+    """
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, drop_path: float,
+                 window_size: int, grid: int, eps: float = 1e-6, law_type: str = "none",
+                 law_rank: int = 0, law_index: int = -1, p_index: int = 0):
+        super().__init__()
+        self.window_size = window_size
+        self.law_type = law_type
+        self.law_index = law_index
+        self.p_index = p_index
+        self.norm1 = nn.LayerNorm((dim,), epsilon=eps)
+        size = (window_size, window_size) if window_size > 0 else (grid, grid)
+        self.attn = Attention(dim, num_heads, size, law_type, law_rank)
+        self.drop_path = DropPath(drop_path)
+        self.norm2 = nn.LayerNorm((dim,), epsilon=eps)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+
+    def construct(self, x: Tensor, gen=None, lp=None, lq=None) -> Tensor:
+        b, h, w, _ = x.shape  # (B, H, W, C)
+        shortcut = x
+        x = self.norm1(x)
+        if self.window_size > 0:
+            x, pad_hw = window_partition(x, self.window_size)
+        if self.law_type == "none":
+            x = self.attn(x)
+        else:
+            x = self.attn(x, gen[:, self.law_index], lp[self.p_index], lq[self.p_index], b)
+        if self.window_size > 0:
+            x = window_unpartition(x, self.window_size, pad_hw, (h, w))
+        x = shortcut + self.drop_path(x)
+        return x + self.drop_path(self.mlp(self.norm2(x)))
+
+
+class PatchEmbed(nn.Cell):
+    def __init__(self, patch: int, dim: int):
+        super().__init__()
+        self.proj = nn.Conv2d(3, dim, patch, stride=patch, pad_mode="valid", has_bias=True,
+                              weight_init="he_uniform", bias_init="zeros")
+
+    def construct(self, x: Tensor) -> Tensor:
+        return self.proj(x).transpose(0, 2, 3, 1)  # (B, H, W, C)
+
+
+class ViTDet(nn.Cell):
+    """ViTDet backbone: (B, 3, S, S) -> (B, C, S/p, S/p). See DESIGN §3.1.
+
+    Args:
+        cfg: `vglaw.config.ModelConfig` (img_size, patch_size, vit_*, window_size,
+            global_blocks, pretrain_grid, drop_path, law_type, law_rank, law_shared, law_blocks).
+    """
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.grid = cfg.grid
+        self.patch_embed = PatchEmbed(cfg.patch_size, cfg.vit_dim)
+        # Learnt at the pretrain grid (+cls); resized here on the host, as the loader does.
+        rng = np.random.default_rng(0)
+        pre = np.clip(rng.normal(0, 0.02, (1, 1 + cfg.pretrain_grid ** 2, cfg.vit_dim)), -0.04, 0.04)
+        self.pos_embed = Parameter(Tensor(resize_abs_pos_embed(pre.astype(np.float32), cfg.grid)),
+                                   name="pos_embed")  # (1, g, g, C)
+        adaptive = cfg.adaptive_blocks
+        dpr = np.linspace(0.0, cfg.drop_path, cfg.vit_depth)
+        blocks = []
+        for i in range(cfg.vit_depth):
+            law = i in adaptive
+            blocks.append(Block(
+                cfg.vit_dim, cfg.vit_heads, cfg.vit_mlp_ratio, float(dpr[i]),
+                0 if i in cfg.global_blocks else cfg.window_size, cfg.grid, cfg.vit_ln_eps,
+                law_type=cfg.law_type if law else "none", law_rank=cfg.law_rank,
+                law_index=adaptive.index(i) if law else -1,
+                p_index=0 if (cfg.law_shared or not law) else adaptive.index(i)))
+        self.blocks = nn.CellList(blocks)
+
+    def construct(self, x: Tensor, gen=None, lp=None, lq=None) -> Tensor:
+        """x (B,3,S,S) normalised canvas; gen (B, nA, out) generator output; lp/lq (nP,3C,K)/(nP,K,C)."""
+        x = self.patch_embed(x) + self.pos_embed  # (B, g, g, C)
+        for blk in self.blocks:
+            x = blk(x, gen, lp, lq)
+        return x.transpose(0, 3, 1, 2)  # (B, C, g, g)
