@@ -1,0 +1,186 @@
+"""Checkpoints: atomic save, metadata, strict load (DESIGN §5).
+
+Files are MindSpore's own `.ckpt` format (`mindspore.save_checkpoint`), so `mindspore.load_checkpoint`
+reads them too. Metadata (the model config, step, metrics, ...) travels as one JSON string under the
+reserved name `__vglaw_meta__`, because `append_dict` holds only flat scalars and strings.
+
+Saving is atomic: the file is written under a temporary name in the destination folder, flushed to
+disk and renamed over `path` with `os.replace`, so a crash or kill mid-write leaves any previous
+checkpoint at `path` intact (`mindspore.save_checkpoint` alone deletes the old file first).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["META_KEY", "CheckpointError", "LoadReport", "save_checkpoint", "read_checkpoint", "save_model",
+           "load_model"]
+
+log = logging.getLogger("vglaw")
+
+META_KEY = "__vglaw_meta__"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is unreadable or does not fit the model."""
+
+
+@dataclass
+class LoadReport:
+    missing: list[str] = field(default_factory=list)      # model parameters absent from the file
+    unexpected: list[str] = field(default_factory=list)   # file entries the model does not have
+    mismatched: list[str] = field(default_factory=list)   # "name: file (..) vs model (..)" (always an error)
+    meta: dict = field(default_factory=dict)              # the checkpoint's metadata
+
+    @property
+    def ok(self) -> bool:
+        return not (self.missing or self.unexpected or self.mismatched)
+
+
+def _to_numpy(value) -> np.ndarray:
+    if isinstance(value, np.ndarray):
+        return value
+    if hasattr(value, "asnumpy"):  # mindspore Tensor / Parameter
+        return value.asnumpy()
+    return np.asarray(value)
+
+
+def _tmp_name(path: Path) -> Path:
+    # Ends in ".ckpt" so MindSpore does not append a suffix; matches .gitignore's `*.ckpt.tmp*`.
+    return path.with_name(f"{path.name}.tmp{os.getpid()}-{secrets.token_hex(4)}.ckpt")
+
+
+def _write_ckpt(tmp: Path, entries: list[dict], append: dict) -> None:
+    """The actual writer (a seam for the crash test)."""
+    import mindspore as ms
+    ms.save_checkpoint(entries, str(tmp), append_dict=append)
+
+
+def _fsync_path(path: Path, directory: bool = False) -> None:
+    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if directory else 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def save_checkpoint(path: str | Path, params: dict, meta: dict | None = None) -> Path:
+    """Write `params` ({name: Tensor | Parameter | ndarray}) and JSON-able `meta` to `path`, atomically."""
+    from mindspore import Tensor
+    path = Path(path)
+    if META_KEY in params:
+        raise ValueError(f"parameter name {META_KEY!r} is reserved for checkpoint metadata")
+    try:
+        meta_json = json.dumps(meta or {}, sort_keys=True)
+    except TypeError as exc:
+        raise TypeError(f"checkpoint metadata must be JSON-serialisable: {exc}") from exc
+    path.parent.mkdir(parents=True, exist_ok=True)
+    entries = [{"name": name, "data": Tensor(np.ascontiguousarray(_to_numpy(v)))} for name, v in params.items()]
+    tmp = _tmp_name(path)
+    # MindSpore writes `<stem>.tmp` first and renames it to `tmp`: clean both on failure.
+    ms_tmp = tmp.with_suffix(".tmp")
+    try:
+        _write_ckpt(tmp, entries, {META_KEY: meta_json})
+        os.chmod(tmp, 0o644)  # MindSpore leaves its files owner-read-only
+        _fsync_path(tmp)
+        os.replace(tmp, path)
+        _fsync_path(path.parent, directory=True)
+    except BaseException:
+        for leftover in (tmp, ms_tmp):
+            if leftover.exists():
+                leftover.unlink()
+        raise
+    return path
+
+
+def read_checkpoint(path: str | Path) -> tuple[dict[str, np.ndarray], dict]:
+    """Read a checkpoint -> ({name: ndarray}, meta dict). Raises CheckpointError naming the file."""
+    import mindspore as ms
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    try:
+        raw = ms.load_checkpoint(str(path))
+    except Exception as exc:  # MindSpore raises ValueError/RuntimeError for corrupt or truncated files
+        raise CheckpointError(f"checkpoint {path} is corrupt or truncated and cannot be read "
+                              f"({type(exc).__name__}: {exc})") from exc
+    meta_raw = raw.pop(META_KEY, None)
+    try:
+        meta = json.loads(meta_raw) if isinstance(meta_raw, str) else {}
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"checkpoint {path}: metadata {META_KEY!r} is not valid JSON ({exc})") from exc
+    arrays = {name: (v if isinstance(v, str) else v.asnumpy()) for name, v in raw.items()}
+    return arrays, meta
+
+
+def _config_dict(model) -> dict | None:
+    cfg = getattr(model, "config", None)
+    if cfg is None or not dataclasses.is_dataclass(cfg):
+        return None
+    return json.loads(json.dumps(dataclasses.asdict(cfg)))  # tuples -> lists, as stored
+
+
+def save_model(model, path: str | Path, meta: dict | None = None) -> Path:
+    """Save every parameter of `model` with `meta` plus the model config under meta["config"]."""
+    meta = dict(meta or {})
+    cfg = _config_dict(model)
+    if cfg is not None:
+        meta["config"] = cfg
+    params = {name: p for name, p in model.parameters_and_names()}
+    return save_checkpoint(path, params, meta)
+
+
+def _config_diff(expected: dict, found: dict) -> list[str]:
+    keys = sorted(set(expected) | set(found))
+    return [f"{k}: expected {expected.get(k, '<absent>')!r}, found {found.get(k, '<absent>')!r}"
+            for k in keys if expected.get(k, "<absent>") != found.get(k, "<absent>")]
+
+
+def load_model(model, path: str | Path, strict: bool = True, check_config: bool = True) -> LoadReport:
+    """Load a checkpoint into `model`; returns a LoadReport(missing, unexpected, mismatched, meta).
+
+    Refuses (CheckpointError) a checkpoint whose stored config differs from `model.config`
+    (check_config=False skips that), any shape mismatch, and, when strict, any missing or
+    unexpected key. Nothing is written into the model unless the whole load is accepted.
+    """
+    from mindspore import Tensor
+    path = Path(path)
+    arrays, meta = read_checkpoint(path)
+    ours = _config_dict(model)
+    theirs = meta.get("config")
+    if check_config and ours is not None:
+        if theirs is None:
+            log.warning("%s stores no model config; cannot check it was trained with this one", path)
+        else:
+            diff = _config_diff(ours, theirs)
+            if diff:
+                raise CheckpointError(
+                    f"checkpoint {path} was saved from another model config (preset "
+                    f"{theirs.get('preset')!r}; this model is preset {ours.get('preset')!r}):\n  "
+                    + "\n  ".join(diff))
+    params = {name: p for name, p in model.parameters_and_names()}
+    report = LoadReport(meta=meta)
+    report.missing = sorted(set(params) - set(arrays))
+    report.unexpected = sorted(set(arrays) - set(params))
+    for name in sorted(set(params) & set(arrays)):
+        if tuple(arrays[name].shape) != tuple(params[name].shape):
+            report.mismatched.append(f"{name}: file {tuple(arrays[name].shape)} vs model {tuple(params[name].shape)}")
+    if report.mismatched:
+        raise CheckpointError(f"checkpoint {path}: shape mismatch for " + "; ".join(report.mismatched))
+    if strict and (report.missing or report.unexpected):
+        raise CheckpointError(f"checkpoint {path} does not match the model (strict load): "
+                              f"missing {report.missing}, unexpected {report.unexpected}")
+    for name in sorted(set(params) & set(arrays)):
+        p = params[name]
+        p.set_data(Tensor(arrays[name], dtype=p.dtype))
+    if report.missing or report.unexpected:
+        log.warning("%s: missing %s, unexpected %s", path, report.missing, report.unexpected)
+    return report
