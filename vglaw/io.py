@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["write_json_atomic", "read_json", "to_jsonable"]
+__all__ = ["write_json_atomic", "read_json", "to_jsonable", "mask_to_rle", "rle_to_mask"]
 
 
 def to_jsonable(obj):
@@ -59,3 +59,26 @@ def read_json(path):
         raise FileNotFoundError(f"{path} does not exist")
     with open(path, encoding="utf-8") as f:
         return json.load(f)
+
+
+def mask_to_rle(mask) -> dict:
+    """Binary (H, W) mask -> COCO RLE {"size": [H, W], "counts": str} (JSON-ready)."""
+    from pycocotools import mask as mask_utils
+
+    m = np.asfortranarray(np.asarray(mask, dtype=np.uint8))
+    if m.ndim != 2:
+        raise ValueError(f"mask must be (H, W), got shape {m.shape}")
+    rle = mask_utils.encode(m)
+    return {"size": [int(s) for s in rle["size"]], "counts": rle["counts"].decode("ascii")}
+
+
+def rle_to_mask(rle: dict) -> np.ndarray:
+    """COCO RLE (counts str or bytes) -> (H, W) uint8 {0, 1}."""
+    from pycocotools import mask as mask_utils
+
+    counts = rle["counts"]
+    if isinstance(counts, list):  # uncompressed RLE
+        rle = mask_utils.frPyObjects(rle, *rle["size"])
+    else:
+        rle = {"size": list(rle["size"]), "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
+    return mask_utils.decode(rle).astype(np.uint8)

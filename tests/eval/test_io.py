@@ -20,3 +20,15 @@ def test_failed_write_keeps_old_file(tmp_path):
     assert [f.name for f in tmp_path.iterdir()] == ["m.json"]
     with pytest.raises(FileNotFoundError, match="does not exist"):
         read_json(tmp_path / "nope.json")
+
+
+def test_rle_roundtrip_non_square():
+    from vglaw.io import mask_to_rle, rle_to_mask
+
+    m = np.zeros((7, 13), np.uint8)
+    m[2:5, 3:11] = 1
+    m[6, 12] = 1
+    rle = mask_to_rle(m)
+    assert rle["size"] == [7, 13] and isinstance(rle["counts"], str)
+    json.dumps(rle)
+    np.testing.assert_array_equal(rle_to_mask(json.loads(json.dumps(rle))), m)
