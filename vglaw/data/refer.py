@@ -44,8 +44,12 @@ class DataNotFoundError(FileNotFoundError):
     """A dataset file or folder is missing; the message names it and points to data/README.md."""
 
     def __init__(self, what: str, path: Path | str):
-        super().__init__(f"{what} not found: {path} ({README_HINT})")
-        self.filename = str(path)
+        self.message = f"{what} not found: {path} ({README_HINT})"
+        super().__init__(self.message)
+        self.path = str(path)
+
+    def __str__(self) -> str:
+        return self.message
 
 
 def allowed_splits(dataset: str, split_by: str) -> tuple[str, ...]:
