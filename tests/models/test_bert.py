@@ -142,3 +142,19 @@ def test_loader_names_the_bad_parameter(tmp_path, hf_dir):
     assert np.array_equal(enc.encoder.layer[0].intermediate.dense.weight.asnumpy(),
                           tensors["encoder.layer.0.intermediate.dense.weight"])
     assert "encoder.layer.0.attention.output.LayerNorm.gamma" in report.loaded
+
+
+def test_tiny_model_takes_minilm_weights(hf_dir):
+    """The tiny preset's 2-layer text encoder loads MiniLM's first 2 layers through the VGLAW model."""
+    import vglaw
+    from safetensors.numpy import load_file
+    model = vglaw.build_model(preset="tiny", law_type="svd", vit_dim=32, vit_depth=2, vit_heads=2,
+                              window_size=4, global_blocks=(1,))
+    report = load_text_encoder(model)  # default folder: the installed all-MiniLM-L6-v2
+    assert report.source == str(hf_dir) and len(report.loaded) == 5 + 16 * model.config.text_layers
+    tensors = load_file(str(hf_dir / "model.safetensors"))
+    enc = model.text_encoder
+    assert np.array_equal(enc.encoder.layer[1].output.LayerNorm.gamma.asnumpy(),
+                          tensors["encoder.layer.1.output.LayerNorm.weight"])
+    assert np.array_equal(enc.embeddings.word_embeddings.embedding_table.asnumpy(),
+                          tensors["embeddings.word_embeddings.weight"])

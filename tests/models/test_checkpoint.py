@@ -101,6 +101,14 @@ def test_refuses_another_config(saved):
     paper_sized = _model(vit_dim=64)
     with pytest.raises(CheckpointError, match=r"vit_dim: expected 64, found 32"):
         load_model(paper_sized, path)
+    with pytest.raises(CheckpointError, match=r"preset 'tiny'; this model is preset 'paper'"):
+        load_model(vglaw.build_model(preset="paper", law_type="svd", vit_depth=1, global_blocks=(0,),
+                                     text_layers=1, text_hidden=384, text_ffn=1536), path)
+    # training-only settings (loss weights, dropout rates) may differ: fine-tuning with other losses
+    assert load_model(_model(loss_l1=5.0, drop_path=0.0), path).ok
+    # without the config check, the shapes still catch it, naming the parameter
+    with pytest.raises(CheckpointError, match=r"law\.P: file \(1, 96, 16\) vs model \(1, 96, 8\)"):
+        load_model(other, path, strict=False, check_config=False)
 
 
 def test_corrupt_file_names_the_file(tmp_path, saved):

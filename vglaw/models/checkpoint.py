@@ -21,12 +21,16 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["META_KEY", "CheckpointError", "LoadReport", "save_checkpoint", "read_checkpoint", "save_model",
+__all__ = ["META_KEY", "SOFT_CONFIG_FIELDS", "CheckpointError", "LoadReport", "save_checkpoint", "read_checkpoint", "save_model",
            "load_model"]
 
 log = logging.getLogger("vglaw")
 
 META_KEY = "__vglaw_meta__"
+# Config fields that change training, not the parameters or the forward pass in eval: a
+# checkpoint that differs only in these loads (with a warning), e.g. fine-tuning with other loss weights.
+SOFT_CONFIG_FIELDS = frozenset({"loss_l1", "loss_giou", "loss_focal", "loss_dice", "use_mask", "focal_alpha",
+                                "focal_gamma", "drop_path", "hidden_dropout"})
 
 
 class CheckpointError(ValueError):
@@ -138,17 +142,16 @@ def save_model(model, path: str | Path, meta: dict | None = None) -> Path:
     return save_checkpoint(path, params, meta)
 
 
-def _config_diff(expected: dict, found: dict) -> list[str]:
-    keys = sorted(set(expected) | set(found))
+def _config_diff(expected: dict, found: dict, keys) -> list[str]:
     return [f"{k}: expected {expected.get(k, '<absent>')!r}, found {found.get(k, '<absent>')!r}"
-            for k in keys if expected.get(k, "<absent>") != found.get(k, "<absent>")]
+            for k in sorted(keys) if expected.get(k, "<absent>") != found.get(k, "<absent>")]
 
 
 def load_model(model, path: str | Path, strict: bool = True, check_config: bool = True) -> LoadReport:
     """Load a checkpoint into `model`; returns a LoadReport(missing, unexpected, mismatched, meta).
 
-    Refuses (CheckpointError) a checkpoint whose stored config differs from `model.config`
-    (check_config=False skips that), any shape mismatch, and, when strict, any missing or
+    Refuses (CheckpointError) a checkpoint whose stored config differs from `model.config` in any
+    field but the training-only SOFT_CONFIG_FIELDS (check_config=False skips that), any shape mismatch, and, when strict, any missing or
     unexpected key. Nothing is written into the model unless the whole load is accepted.
     """
     from mindspore import Tensor
@@ -160,7 +163,11 @@ def load_model(model, path: str | Path, strict: bool = True, check_config: bool 
         if theirs is None:
             log.warning("%s stores no model config; cannot check it was trained with this one", path)
         else:
-            diff = _config_diff(ours, theirs)
+            keys = set(ours) | set(theirs)
+            soft = _config_diff(ours, theirs, keys & SOFT_CONFIG_FIELDS)
+            if soft:
+                log.warning("%s was saved with other training settings: %s", path, "; ".join(soft))
+            diff = _config_diff(ours, theirs, keys - SOFT_CONFIG_FIELDS)
             if diff:
                 raise CheckpointError(
                     f"checkpoint {path} was saved from another model config (preset "
