@@ -133,3 +133,13 @@ def refclef_root(tmp_path):
                                                        "categories": [{"id": 1, "name": "x"}]}))
     (folder / "refs(unc).p").write_bytes(py2_pickle(refs))
     return root
+
+
+@pytest.fixture(scope="session")
+def shapes_root(tmp_path_factory):
+    """A small synthetic `shapes` dataset (generated once per test session) and its cache."""
+    from vglaw.data import generate_shapes, preprocess
+    root = tmp_path_factory.mktemp("shapes") / "data"
+    generate_shapes(root, n_images=40, seed=3, min_size=64, max_size=96)
+    preprocess(root, "shapes", "unc", root.parent / "cache")
+    return root

@@ -299,6 +299,7 @@ def generate_shapes(data_root: str | Path, *, dataset: str = "shapes",
                        {"size": [h, w], "counts": r["counts"].decode("ascii")})
             anns.append({"id": ann_id, "image_id": image_id, "category_id": SHAPES.index(o["shape"]) + 1,
                          "segmentation": seg, "area": round(o["area"], 2), "iscrowd": 0,
+                         "colour": o["colour"],  # extra key (COCO allows them): for tests/analysis
                          "bbox": [x0, y0, round(x1 - x0, 2), round(y1 - y0, 2)]})
         for t in targets:
             descs = _descriptions(objs, t, w, h)
