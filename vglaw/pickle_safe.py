@@ -22,6 +22,9 @@ _NUMPY_GLOBALS = {
     ("numpy._core.multiarray", "scalar"),
     ("numpy", "ndarray"),
     ("numpy", "dtype"),
+    # Protocol 5 rebuilds an array from its out-of-band buffer.
+    ("numpy.core.numeric", "_frombuffer"),
+    ("numpy._core.numeric", "_frombuffer"),
     # Protocol <= 2 stores an array's raw bytes as `_codecs.encode(text, "latin1")`: a pure function.
     ("_codecs", "encode"),
 }
