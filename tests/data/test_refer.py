@@ -144,3 +144,10 @@ def test_read_refer_counts_degenerate(refcoco_root):
     assert stats["degenerate_box_anns"] == 1 and stats["degenerate_box_sentences"] == 2
     assert len(samples) == 2 + 1 + 2 + 1 and 13 not in anns
     assert sorted(images) == [1, 2]
+
+
+def test_import_data_does_not_load_mindspore():
+    import subprocess
+    import sys
+    code = "import sys, vglaw.data, vglaw.data.transforms, vglaw.boxes; assert 'mindspore' not in sys.modules"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
