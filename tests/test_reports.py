@@ -21,7 +21,7 @@ def _run(root, name, *, dataset="shapes", law_type="svd", seed=0, state="finishe
     cfg = {"train": {"dataset": dataset, "splitBy": "unc", "law_type": law_type, "seed": seed, "max_epochs": 3,
                      "img_size": 128, "preset": "tiny", "mode_name": "GRAPH", "device_target": "CPU",
                      "pretrained_path": "", "text_encoder_path": "/x/model"},
-           "versions": {"code_version": "abc123", "mindspore": "2.10.0"}}
+           "versions": {"git_commit": "abc123", "mindspore": "2.10.0"}}
     (d / "config.json").write_text(json.dumps(cfg))
     (d / "metrics.json").write_text(json.dumps(metrics or {"val": _metrics(0.9, 0.7)}))
     return d

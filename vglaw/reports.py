@@ -78,7 +78,8 @@ def scan_runs(root: str | Path, *, experiment_prefix: str | None = None) -> pd.D
             "backbone_init": _init_label(_find(cfg, "pretrained_path"), "backbone"),
             "text_init": _init_label(_find(cfg, "text_encoder_path"), "text"),
             "mode": _find(cfg, "mode_name"), "device": _find(cfg, "device_target"),
-            "code_version": _find(cfg, "code_version"), "mindspore": _find(cfg, "mindspore"),
+            "code_version": (_find(cfg, "git_commit") or _find(cfg, "vglaw") or "unknown")[:10],
+            "mindspore": _find(cfg, "mindspore"),
             "wall_s": run["status"].get("wall_s"),
         }
         for split, metrics in sorted(run["metrics"].items()):

@@ -1,0 +1,99 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 03 · Ablations: what the language-adaptive weights buy
+#
+# The paper's ablation over how the expression shapes the backbone (DESIGN §3.3): `none` (a passive
+# backbone, no generator), `la` (per-channel scaling of the qkv input), `od1`/`od2`/`od3`
+# (input-channel scalings shared by q,k,v / split qk|v / separate, plus an output scaling) and
+# `svd` (the paper's P·Φ·Q low-rank weight). One ordinary training run per law_type and seed,
+# through the library; a finished run with the same settings is reused, so re-running trains only
+# what is missing. Optional extra knobs: rank K, shared vs per-block P/Q, which blocks adapt.
+#
+# Writes `reports/tables/ablation_law_type.{md,csv}` and `reports/figures/ablation_law_type.png`.
+
+# %% tags=["parameters"]
+law_types = ["none", "la", "od1", "od2", "od3", "svd"]  # ablated law_type values
+seeds = [0]  # one run per seed and setting; the plot shows the spread over seeds
+law_ranks = []  # extra knob: K values for svd (empty = the preset's K only)
+law_shared = []  # extra knob: [True, False] compares one shared P/Q pair with one per block
+law_blocks = []  # extra knob: lists of adaptive block indices, e.g. [[0, 1], [2, 3]]
+dataset = "shapes"  # dataset of every run
+preset = "tiny"  # model preset of every run
+max_epochs = 6  # epochs per run (shorter than 02_train: six runs must fit the workbook budget)
+batch_size = None  # None = the recipe's
+use_mask = True  # multi-task (REC + RES)
+data_root = ""  # empty = data/ in the repository
+cache_dir = ""  # empty = .cache/refer in the repository
+save_ckpt_dir = ""  # empty = runs/ in the repository
+experiment_prefix = "ablation"  # run directories are named <prefix>-<law_type>-...-s<seed>-<hash>
+report_dir = ""  # tables/ and figures/ go here; empty = reports/ in the repository
+smoke = False  # seconds-long runs on 40 small synthetic images
+
+# %%
+from vglaw.notebook import resolve_parameters
+
+P = resolve_parameters(globals())
+
+# %%
+import logging
+
+import matplotlib.pyplot as plt
+from IPython.display import Image, Markdown, display
+
+from vglaw.ablation import run_ablation
+from vglaw.paths import default_cache_dir, default_data_root, default_runs_dir, repo_root, reports_dir, resolve_path
+from vglaw.reports import ablation_summary, plot_ablation, write_table
+from vglaw.train import TrainConfig, resolve_config
+
+logging.basicConfig(level=logging.INFO, format="%(message)s")
+smoke_root = repo_root() / ".cache" / "smoke"
+base = resolve_config(TrainConfig(
+    preset=P.preset, dataset=P.dataset, max_epochs=P.max_epochs, batch_size=P.batch_size, use_mask=P.use_mask,
+    translate=True,
+    data_root=str(resolve_path(P.data_root, smoke_root / "data" if P.smoke else default_data_root())),
+    cache_dir=str(resolve_path(P.cache_dir, smoke_root / "cache" if P.smoke else default_cache_dir())),
+    save_ckpt_dir=str(resolve_path(P.save_ckpt_dir, smoke_root / "runs" if P.smoke else default_runs_dir())),
+    eval_splits=("val",), progress=False,
+    **(dict(synthetic_images=40, max_steps=4, max_epochs=1, log_freq=1) if P.smoke else {}),
+))
+extra = {k: v for k, v in (("law_rank", P.law_ranks), ("law_shared", P.law_shared),
+                           ("law_blocks", [tuple(b) for b in P.law_blocks])) if v}
+out = resolve_path(P.report_dir, reports_dir())
+
+# %% [markdown]
+# ## 1. Train what is missing
+
+# %%
+df = run_ablation(base, P.law_types, P.seeds, prefix=P.experiment_prefix, extra=extra)
+display(df[["run", "law_type", "seed", "prec@0.5", "miou", "oiou", "wall_s"]])
+
+# %% [markdown]
+# ## 2. Summary over seeds (val, %)
+
+# %%
+by = ["law_type", *extra]
+summary = ablation_summary(df, "val", by=by)
+md, csv = write_table(summary, "ablation_law_type", out / "tables",
+                      title=f"Ablation over {', '.join(by)} ({P.dataset}, preset {P.preset}, "
+                            f"{base.max_epochs} epochs, val; mean and std over seeds)")
+display(Markdown(md.read_text()))
+
+# %% [markdown]
+# ## 3. Plot
+
+# %%
+png = plot_ablation(summary.assign(law_type=summary[by].astype(str).agg("/".join, axis=1)),
+                    out / "figures" / "ablation_law_type.png", by="law_type")
+display(Image(filename=str(png)))

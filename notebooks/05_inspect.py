@@ -1,0 +1,134 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 05 · Inspect: grounding any expression, successes and failures, and what LAW does
+#
+# Loads a trained run's `best.ckpt`, grounds expressions of your choice in any image
+# (`vglaw.predict`), shows the best and worst predictions of the run on val, and looks inside the
+# language-adaptive weights: how strongly each block's qkv weight changes with the expression, and
+# how different expressions generate different weights.
+
+# %% tags=["parameters"]
+run_name = "train-shapes-tiny-svd"  # run directory to inspect (under save_ckpt_dir)
+save_ckpt_dir = ""  # empty = runs/ in the repository
+image_path = ""  # an image to ground expressions in; empty = the first val image of the run's dataset
+texts = []  # expressions for that image; empty = the dataset's own val expressions of that image
+n_gallery = 6  # successes and failures shown each
+report_dir = ""  # if non-empty, figures are also written to <report_dir>/figures/
+smoke = False  # inspect the smoke run of 02_train instead (under .cache/smoke/runs)
+
+# %%
+from vglaw.notebook import resolve_parameters
+
+P = resolve_parameters(globals())
+
+# %%
+import json
+
+import matplotlib.pyplot as plt
+import numpy as np
+from IPython.display import display
+
+from vglaw.data import RefDataset
+from vglaw.data.tokenizer import load_tokenizer
+from vglaw.evaluate import load_model_from_checkpoint
+from vglaw.law_analysis import generated_weights, pairwise_cosine, relative_update
+from vglaw.paths import default_runs_dir, repo_root, reports_dir, resolve_path
+from vglaw.predict import overlay, predict
+from vglaw.visualize import draw_panels
+
+runs = resolve_path(P.save_ckpt_dir, repo_root() / ".cache" / "smoke" / "runs" if P.smoke else default_runs_dir())
+run_dir = runs / P.run_name
+if not (run_dir / "best.ckpt").is_file():
+    raise FileNotFoundError(f"{run_dir}/best.ckpt not found: train the run first (notebook 02_train with "
+                            f"experiment_name={P.run_name!r}) or pick another run_name")
+cfg = json.loads((run_dir / "config.json").read_text())["train"]
+model = load_model_from_checkpoint(run_dir / "best.ckpt")
+tokenizer = load_tokenizer()
+ds = RefDataset(cfg["cache_dir"], cfg["dataset"], cfg["splitBy"], "val")
+figures = resolve_path(P.report_dir, reports_dir()) / "figures" if P.report_dir else None
+if figures:
+    figures.mkdir(parents=True, exist_ok=True)
+
+# %% [markdown]
+# ## 1. Ground expressions in an image
+
+# %%
+if P.image_path:
+    image, texts = resolve_path(P.image_path, repo_root()), list(P.texts)
+else:
+    first = ds[0]
+    image = first["image_path"]
+    texts = list(P.texts) or [ds[i]["phrase"] for i in range(len(ds)) if ds[i]["image_id"] == first["image_id"]][:4]
+if not texts:
+    raise ValueError("texts is empty: give expressions for image_path")
+fig, axes = plt.subplots(1, len(texts), figsize=(3.6 * len(texts), 3.8), squeeze=False)
+for ax, text in zip(axes.flat, texts):
+    result = predict(model, tokenizer, image, text)
+    ax.imshow(overlay(image, result, text))
+    ax.set_title(f"{text}\nbox {np.round(result['box_xywh'], 1).tolist()}", fontsize=8)
+    ax.axis("off")
+fig.tight_layout()
+if figures:
+    fig.savefig(figures / "05_grounding.png", dpi=100)
+display(fig)
+plt.close(fig)
+
+# %% [markdown]
+# ## 2. Gallery: the run's best and worst val predictions (by box IoU)
+
+# %%
+predictions = json.loads((run_dir / "predictions_val.json").read_text())
+order = np.argsort([p["box_iou"] for p in predictions])
+index_of = {int(ds[i]["sent_id"]): i for i in range(len(ds))}
+for title, chosen in (("successes", order[::-1][:P.n_gallery]), ("failures", order[:P.n_gallery])):
+    picks = [index_of[int(predictions[j]["sent_id"])] for j in chosen]
+    grid, _ = draw_panels(ds, predictions, picks, ncols=min(P.n_gallery, 6))
+    ious = ", ".join(f"{predictions[j]['box_iou']:.2f}" for j in chosen)
+    grid.suptitle(f"{title}: box IoU {ious}")
+    if figures:
+        grid.savefig(figures / f"05_{title}.png", dpi=90)
+    display(grid)
+    plt.close(grid)
+
+# %% [markdown]
+# ## 3. What LAW does
+#
+# Left: how much each adaptive block's qkv weight changes with the expression (svd:
+# ‖P·Φ·Q‖ / ‖W0‖; la/od*: mean |scaling − 1|). Right: cosine similarity between the generated
+# weights of the expressions above, in the first and the last adaptive block — different
+# expressions for the same image should generate different weights.
+
+# %%
+if model.config.law_type == "none":
+    print("law_type 'none': a passive backbone, nothing is generated")
+else:
+    gen = generated_weights(model, tokenizer, texts)
+    change = relative_update(model, gen)
+    cos = pairwise_cosine(gen, model.config.law_type)
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    axes[0].plot(model.config.adaptive_blocks, change.T, marker="o")
+    axes[0].set_xlabel("block")
+    axes[0].set_ylabel("relative qkv change")
+    axes[0].legend([t[:24] for t in texts], fontsize=7)
+    for ax, b in zip(axes[1:], (0, -1)):
+        im = ax.imshow(cos[b], vmin=-1, vmax=1, cmap="coolwarm")
+        ax.set_title(f"cosine of generated weights, block {model.config.adaptive_blocks[b]}")
+        ax.set_xticks(range(len(texts)), [t[:14] for t in texts], rotation=45, fontsize=7)
+        ax.set_yticks(range(len(texts)), [t[:14] for t in texts], fontsize=7)
+    fig.colorbar(im, ax=axes[1:])
+    if figures:
+        fig.savefig(figures / "05_law.png", dpi=100)
+    display(fig)
+    plt.close(fig)

@@ -1,0 +1,63 @@
+"""vglaw.ablation: the grid, run naming, reuse of finished runs, knobs routed to the model.
+
+The training itself is exercised for real by the workbook test (tests/notebooks); here a recording
+`train_fn` writes the run files so the reuse logic can be checked in milliseconds.
+"""
+
+import json
+
+import pytest
+
+from vglaw.ablation import experiment_name, grid, run_ablation
+from vglaw.train import TrainConfig
+
+
+def _recorder(calls):
+    def train_fn(cfg):
+        calls.append(cfg)
+        d = __import__("pathlib").Path(cfg.save_ckpt_dir) / cfg.experiment_name
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "config.json").write_text(json.dumps({"train": {"law_type": cfg.law_type, "seed": cfg.seed,
+                                                             "dataset": cfg.dataset}}))
+        (d / "metrics.json").write_text(json.dumps({"val": {"n": 4, "prec@0.5": 0.5, "miou": 0.4}}))
+        (d / "status.json").write_text(json.dumps({"state": "finished"}))
+        return d
+    return train_fn
+
+
+def test_grid_and_bad_knobs():
+    g = grid(["none", "svd"], [0, 1], {"law_rank": [8, 16]})
+    assert len(g) == 8 and g[0] == {"law_type": "none", "law_rank": 8, "seed": 0}
+    with pytest.raises(ValueError, match="unknown ablation knob"):
+        grid(["svd"], [0], {"law_rnak": [8]})
+    with pytest.raises(ValueError, match="at least one"):
+        grid([], [0])
+
+
+def test_names_change_with_the_rest_of_the_config():
+    a = experiment_name("abl", {"law_type": "svd", "seed": 0}, {"max_epochs": 3, "seed": 0})
+    b = experiment_name("abl", {"law_type": "svd", "seed": 0}, {"max_epochs": 4, "seed": 0})
+    c = experiment_name("abl", {"law_type": "svd", "seed": 0}, {"max_epochs": 3, "seed": 7,
+                                                                 "experiment_name": "x"})
+    assert a.startswith("abl-svd-s0-") and a != b and a == c
+
+
+def test_finished_runs_are_reused_and_only_missing_ones_trained(tmp_path):
+    base = TrainConfig(preset="tiny", dataset="shapes", save_ckpt_dir=str(tmp_path))
+    calls = []
+    df = run_ablation(base, ["none", "svd"], [0], train_fn=_recorder(calls))
+    assert [c.law_type for c in calls] == ["none", "svd"] and len(df) == 2
+    df = run_ablation(base, ["none", "svd", "la"], [0, 1], train_fn=_recorder(calls))
+    trained = [(c.law_type, c.seed) for c in calls[2:]]
+    assert trained == [("none", 1), ("svd", 1), ("la", 0), ("la", 1)]
+    assert sorted(df["law_type"]) == ["la", "la", "none", "none", "svd", "svd"]
+
+
+def test_model_knobs_become_model_overrides(tmp_path):
+    base = TrainConfig(preset="tiny", save_ckpt_dir=str(tmp_path), model_overrides={"vit_dim": 64})
+    calls = []
+    run_ablation(base, ["svd"], [0], extra={"law_shared": [False], "law_blocks": [(0, 1)], "law_rank": [4]},
+                 train_fn=_recorder(calls))
+    (cfg,) = calls
+    assert cfg.model_overrides == {"vit_dim": 64, "law_shared": False, "law_blocks": (0, 1)}
+    assert cfg.law_rank == 4 and "perblock" in cfg.experiment_name and "b0_1" in cfg.experiment_name
