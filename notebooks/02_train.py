@@ -57,6 +57,7 @@ from vglaw.notebook import resolve_parameters
 P = resolve_parameters(globals())
 
 # %%
+# %matplotlib inline
 import json
 import logging
 

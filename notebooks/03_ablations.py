@@ -47,6 +47,7 @@ from vglaw.notebook import resolve_parameters
 P = resolve_parameters(globals())
 
 # %%
+# %matplotlib inline
 import logging
 
 import matplotlib.pyplot as plt

@@ -34,6 +34,7 @@ from vglaw.notebook import resolve_parameters
 P = resolve_parameters(globals())
 
 # %%
+# %matplotlib inline
 import json
 
 import matplotlib.pyplot as plt

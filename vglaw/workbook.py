@@ -41,6 +41,10 @@ def run_notebook(name: str, parameters: dict[str, Any] | None = None, out_dir: s
     import papermill as pm
 
     os.environ.setdefault("GLOG_v", "4")
+    # The kernel (and msrun's workers) start as plain `python`: this interpreter's bin comes first.
+    bin_dir = str(Path(sys.executable).parent)
+    if os.environ.get("PATH", "").split(os.pathsep)[0] != bin_dir:
+        os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
     out_dir = Path(out_dir) if out_dir else reports_dir() / "_work"
     out_dir.mkdir(parents=True, exist_ok=True)
     out = out_dir / f"{name}.ipynb"
