@@ -131,6 +131,7 @@ def evaluate_split(model, ref_ds, tokenizer, *, img_size: int, max_len: int, bat
     meter = GroundingMeter(thresholds)
     predictions: list[dict] = []
     bar = tqdm(total=len(ref_ds), desc="evaluate", unit="expr", disable=not progress)
+    hits = 0
     for image, input_ids, attn, _box, canvas_mask, lb_arr, index in pipe.create_tuple_iterator(
             output_numpy=True, num_epochs=1):
         b = len(index)
@@ -159,8 +160,9 @@ def evaluate_split(model, ref_ds, tokenizer, *, img_size: int, max_len: int, bat
                          canvas_inter=c_inter, canvas_union=c_union)
         else:
             meter.update(box_iou=batch_iou)
+        hits += sum(v >= 0.5 for v in batch_iou)
         bar.update(b)
-        bar.set_postfix({"prec@0.5": f"{np.mean([p['box_iou'] >= 0.5 for p in predictions]):.3f}"})
+        bar.set_postfix({"prec@0.5": f"{hits / len(predictions):.3f}"})
     bar.close()
     if len(predictions) != len(ref_ds):
         raise RuntimeError(f"evaluation saw {len(predictions)} expressions but the split has "

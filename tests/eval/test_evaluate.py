@@ -95,3 +95,24 @@ def test_cli_bad_values_list_allowed(tiny_ckpt, tmp_path, capsys):
     with pytest.raises(SystemExit, match="allowed"):   # split_by valid in general, not for shapes
         main(["--checkpoint", str(tiny_ckpt), "--dataset", "shapes", "--split_by", "umd",
               "--cache_dir", str(tmp_path), "--data_root", str(tmp_path)])
+
+
+def test_cli_graph_mode_matches_pynative(evaluated, tiny_ckpt, shapes_data, tmp_path):
+    # the same checkpoint in GRAPH mode (separate process: the mode is global) gives the same boxes
+    import os
+    import subprocess
+    import sys
+
+    data_root, cache_dir = shapes_data
+    p = subprocess.run([sys.executable, "-m", "vglaw.evaluate", "--checkpoint", str(tiny_ckpt),
+                        "--dataset", "shapes", "--split_by", "unc", "--split", "val",
+                        "--data_root", str(data_root), "--cache_dir", str(cache_dir),
+                        "--out_dir", str(tmp_path), "--batch_size", "2", "--mode_name", "GRAPH",
+                        "--no_progress"], capture_output=True, text=True,
+                       env=dict(os.environ, GLOG_v="4"), timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    graph = json.loads((tmp_path / "predictions_val.json").read_text())
+    for a, b in zip(evaluated[1], graph):
+        assert a["sent_id"] == b["sent_id"]
+        np.testing.assert_allclose(a["pred_box"], b["pred_box"], atol=0.05)
+        assert abs(a["mask_inter"] - b["mask_inter"]) <= 0.01 * max(1, a["mask_union"])
