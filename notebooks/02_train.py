@@ -26,23 +26,23 @@
 
 # %% tags=["parameters"]
 dataset = "shapes"  # refcoco, refcoco+, refcocog, refclef, shapes, shapes_rle
-split_by = None  # None = the dataset's usual split (unc, umd, berkeley)
+split_by = None  # None: the dataset's usual split (unc, umd, berkeley)
 law_type = "svd"  # none, la, od1, od2, od3, svd
 preset = "tiny"  # tiny (CPU workbook) or paper (DESIGN section 3, for GPU/Ascend)
-img_size = None  # canvas side in pixels; None = the preset's
-max_epochs = None  # None = the preset's recipe
-batch_size = None  # per device and micro-step; None = the recipe's
-batch_sum = None  # effective batch of one update (gradient accumulation); None = the recipe's
-lr_lang = None  # text-encoder LR; None = the recipe's
-lr_visual = None  # ViT backbone LR; None = the recipe's
-lr_base = None  # LAW generator and head LR; None = the recipe's
+img_size = None  # canvas side in pixels; None: the preset's
+max_epochs = None  # None: the preset's recipe
+batch_size = None  # per device and micro-step; None: the recipe's
+batch_sum = None  # effective batch of one update (gradient accumulation); None: the recipe's
+lr_lang = None  # text-encoder LR; None: the recipe's
+lr_visual = None  # ViT backbone LR; None: the recipe's
+lr_base = None  # LAW generator and head LR; None: the recipe's
 use_mask = True  # train the RES head too (multi-task)
 translate = True  # random-offset padding augmentation
-data_root = ""  # folder in refer layout; empty = data/ in the repository
-cache_dir = ""  # preprocessed cache; empty = .cache/refer in the repository
-save_ckpt_dir = ""  # where run directories go; empty = runs/ in the repository
+data_root = ""  # folder in refer layout; empty: data/ in the repository
+cache_dir = ""  # preprocessed cache; empty: .cache/refer in the repository
+save_ckpt_dir = ""  # where run directories go; empty: runs/ in the repository
 experiment_name = "train-shapes-tiny-svd"  # run directory name
-pretrained_path = ""  # a full VG-LAW checkpoint to start from; empty = none
+pretrained_path = ""  # a full VG-LAW checkpoint to start from; empty: none
 resume = False  # continue an interrupted run from its last.ckpt
 seed = 0  # model init, data order and augmentation
 mode_name = "GRAPH"  # GRAPH (mindspore.jit train step) or PYNATIVE (debugging)
@@ -73,7 +73,8 @@ from vglaw.visualize import draw_panels
 
 logging.basicConfig(level=logging.INFO, format="%(message)s")
 smoke_root = repo_root() / ".cache" / "smoke"  # smoke runs never touch the default data or runs
-cfg = resolve_config(TrainConfig(
+smoke_overrides = dict(synthetic_images=40, max_steps=6, max_epochs=1, eval_splits=("val",), log_freq=1) if P.smoke else {}
+cfg = resolve_config(TrainConfig(**{**dict(
     preset=P.preset, dataset=P.dataset, splitBy=P.split_by, law_type=P.law_type, img_size=P.img_size,
     max_epochs=P.max_epochs, batch_size=P.batch_size, batch_sum=P.batch_sum, lr_lang=P.lr_lang,
     lr_visual=P.lr_visual, lr_base=P.lr_base, use_mask=P.use_mask, translate=P.translate,
@@ -81,9 +82,7 @@ cfg = resolve_config(TrainConfig(
     cache_dir=str(resolve_path(P.cache_dir, smoke_root / "cache" if P.smoke else default_cache_dir())),
     save_ckpt_dir=str(resolve_path(P.save_ckpt_dir, smoke_root / "runs" if P.smoke else default_runs_dir())),
     experiment_name=P.experiment_name, pretrained_path=P.pretrained_path or None, resume=P.resume,
-    seed=P.seed, mode_name=P.mode_name, device_target=P.device_target,
-    **(dict(synthetic_images=40, max_steps=6, max_epochs=1, eval_splits=("val",), log_freq=1) if P.smoke else {}),
-))
+    seed=P.seed, mode_name=P.mode_name, device_target=P.device_target), **smoke_overrides}))
 display(pd.Series({k: v for k, v in vars(cfg).items()}, name="resolved config").to_frame())
 
 # %% [markdown]
@@ -100,10 +99,9 @@ print(run_dir)
 # ## 2. Loss and learning-rate curves
 
 # %%
-log = pd.read_json(run_dir / "train_log.jsonl", lines=True)
-log = log[log.get("event", pd.Series("train", index=log.index)).fillna("train") == "train"] if "event" in log else log
-loss_cols = [c for c in log.columns if c.startswith("loss")]
-lr_cols = [c for c in log.columns if c.startswith("lr")]
+log = pd.json_normalize([json.loads(line) for line in (run_dir / "train_log.jsonl").read_text().splitlines()])
+loss_cols = [c for c in ("loss", "l1", "giou", "focal", "dice") if c in log]
+lr_cols = [c for c in log.columns if c.startswith("lr.")]
 fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.5))
 log.plot(x="step", y=loss_cols, ax=ax1, logy=True, title="training losses")
 log.plot(x="step", y=lr_cols, ax=ax2, logy=True, title="learning rate per group")

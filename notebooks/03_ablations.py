@@ -26,19 +26,19 @@
 # %% tags=["parameters"]
 law_types = ["none", "la", "od1", "od2", "od3", "svd"]  # ablated law_type values
 seeds = [0]  # one run per seed and setting; the plot shows the spread over seeds
-law_ranks = []  # extra knob: K values for svd (empty = the preset's K only)
+law_ranks = []  # extra knob: K values for svd (empty: the preset's K only)
 law_shared = []  # extra knob: [True, False] compares one shared P/Q pair with one per block
 law_blocks = []  # extra knob: lists of adaptive block indices, e.g. [[0, 1], [2, 3]]
 dataset = "shapes"  # dataset of every run
 preset = "tiny"  # model preset of every run
 max_epochs = 6  # epochs per run (shorter than 02_train: six runs must fit the workbook budget)
-batch_size = None  # None = the recipe's
+batch_size = None  # None: the recipe's
 use_mask = True  # multi-task (REC + RES)
-data_root = ""  # empty = data/ in the repository
-cache_dir = ""  # empty = .cache/refer in the repository
-save_ckpt_dir = ""  # empty = runs/ in the repository
+data_root = ""  # empty: data/ in the repository
+cache_dir = ""  # empty: .cache/refer in the repository
+save_ckpt_dir = ""  # empty: runs/ in the repository
 experiment_prefix = "ablation"  # run directories are named <prefix>-<law_type>-...-s<seed>-<hash>
-report_dir = ""  # tables/ and figures/ go here; empty = reports/ in the repository
+report_dir = ""  # tables/ and figures/ go here; empty: reports/ in the repository
 smoke = False  # seconds-long runs on 40 small synthetic images
 
 # %%
@@ -60,15 +60,14 @@ from vglaw.train import TrainConfig, resolve_config
 
 logging.basicConfig(level=logging.INFO, format="%(message)s")
 smoke_root = repo_root() / ".cache" / "smoke"
-base = resolve_config(TrainConfig(
+smoke_overrides = dict(synthetic_images=40, max_steps=4, max_epochs=1, log_freq=1) if P.smoke else {}
+base = resolve_config(TrainConfig(**{**dict(
     preset=P.preset, dataset=P.dataset, max_epochs=P.max_epochs, batch_size=P.batch_size, use_mask=P.use_mask,
     translate=True,
     data_root=str(resolve_path(P.data_root, smoke_root / "data" if P.smoke else default_data_root())),
     cache_dir=str(resolve_path(P.cache_dir, smoke_root / "cache" if P.smoke else default_cache_dir())),
     save_ckpt_dir=str(resolve_path(P.save_ckpt_dir, smoke_root / "runs" if P.smoke else default_runs_dir())),
-    eval_splits=("val",), progress=False,
-    **(dict(synthetic_images=40, max_steps=4, max_epochs=1, log_freq=1) if P.smoke else {}),
-))
+    eval_splits=("val",), progress=False), **smoke_overrides}))
 extra = {k: v for k, v in (("law_rank", P.law_ranks), ("law_shared", P.law_shared),
                            ("law_blocks", [tuple(b) for b in P.law_blocks])) if v}
 out = resolve_path(P.report_dir, reports_dir())

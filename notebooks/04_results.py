@@ -26,9 +26,9 @@
 # Writes `reports/tables/rec.{md,csv}`, `res.{md,csv}` and `runs.{md,csv}`.
 
 # %% tags=["parameters"]
-runs_dir = ""  # folder of run directories to scan; empty = runs/ in the repository
-report_dir = ""  # where tables/ are written; empty = reports/ in the repository
-experiment_prefix = ""  # only runs whose name starts with this; empty = all
+runs_dir = ""  # folder of run directories to scan; empty: runs/ in the repository
+report_dir = ""  # where tables/ are written; empty: reports/ in the repository
+experiment_prefix = ""  # only runs whose name starts with this; empty: all
 smoke = False  # no-op here (scanning is fast); kept so every notebook takes smoke
 
 # %%

@@ -21,9 +21,9 @@
 
 # %% tags=["parameters"]
 run_name = "train-shapes-tiny-svd"  # run directory to inspect (under save_ckpt_dir)
-save_ckpt_dir = ""  # empty = runs/ in the repository
-image_path = ""  # an image to ground expressions in; empty = the first val image of the run's dataset
-texts = []  # expressions for that image; empty = the dataset's own val expressions of that image
+save_ckpt_dir = ""  # empty: runs/ in the repository
+image_path = ""  # an image to ground expressions in; empty: the first val image of the run's dataset
+texts = []  # expressions for that image; empty: the dataset's own val expressions of that image
 n_gallery = 6  # successes and failures shown each
 report_dir = ""  # if non-empty, figures are also written to <report_dir>/figures/
 smoke = False  # inspect the smoke run of 02_train instead (under .cache/smoke/runs)
