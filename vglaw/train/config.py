@@ -1,0 +1,210 @@
+"""TrainConfig: every knob of a training run, named like the seed's `src/train.py` flags.
+
+Defaults live in two layers (dinov2 style): the dataclass holds the value of each field that is
+the same for every preset, and `RECIPES[preset]` fills the fields left at `None` (learning rates,
+batch, epochs, warmup, ...). `paper` follows DESIGN §5 (AdamW 1e-5 / 1e-5 / 1e-4, batch 256,
+weight decay 1e-4, clip 0.15); `tiny` is the CPU recipe: a from-scratch ViT needs a ~10x higher LR
+than a pretrained one, and a small batch gives more updates per minute. `resolve_config` returns
+the fully specified config that `run_training` uses and saves as `config.json`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+__all__ = ["TrainConfig", "RECIPES", "DATASETS", "DEFAULT_SPLIT_BY", "LAW_TYPES", "LR_SCHEDULERS",
+           "MODES", "DEVICE_TARGETS", "VIT_MODELS", "resolve_config", "ConfigError"]
+
+DATASETS = ("refcoco", "refcoco+", "refcocog", "refclef", "shapes", "shapes_rle")
+DEFAULT_SPLIT_BY = {"refcoco": "unc", "refcoco+": "unc", "refcocog": "umd", "refclef": "berkeley",
+                    "shapes": "unc", "shapes_rle": "berkeley"}
+LAW_TYPES = ("none", "la", "od1", "od2", "od3", "svd")
+LR_SCHEDULERS = ("step", "cosine")
+MODES = ("GRAPH", "PYNATIVE")
+DEVICE_TARGETS = ("CPU", "GPU", "Ascend")
+# vitdet_b_mrcnn: initialise the backbone from detectron2's ViTDet-B Mask R-CNN .pkl (--vit_model_path);
+# scratch: random init (the tiny preset has no pretrained ViT).
+VIT_MODELS = ("vitdet_b_mrcnn", "scratch")
+
+
+class ConfigError(ValueError):
+    """A value a user gave is invalid; the message says what is allowed."""
+
+
+@dataclass
+class TrainConfig:
+    # --- what to train (seed flags) ---
+    preset: str = "paper"               # model preset: paper | tiny (vglaw.config.PRESETS)
+    dataset: str = "shapes"             # refcoco refcoco+ refcocog refclef shapes shapes_rle
+    splitBy: str | None = None          # None: the dataset's usual split (unc/umd/berkeley)
+    law_type: str = "svd"               # none la od1 od2 od3 svd (the seed ignored this flag)
+    img_size: int | None = None         # None: the preset's canvas side
+    max_len: int | None = None          # token length; None: the preset's
+    law_rank: int | None = None         # K of the svd LAW; None: the preset's
+    vit_model: str | None = None        # vitdet_b_mrcnn | scratch; None: recipe (paper: vitdet)
+    vit_model_path: str | None = None   # detectron2 ViTDet .pkl for vit_model=vitdet_b_mrcnn
+    pretrained_path: str | None = None  # full VG-LAW .ckpt to start from (as the seed's flag)
+    text_encoder_path: str | None = None  # HF BERT folder; None: MiniLM if its width fits, "none": random
+    model_overrides: dict = field(default_factory=dict)  # extra ModelConfig fields (e.g. vit_dim)
+    use_mask: bool = False              # train the RES head too (seed: store_true); False = REC only
+    translate: bool = False             # random-offset padding augmentation (seed: store_true)
+
+    # --- optimisation (DESIGN §5); None = the preset's recipe ---
+    batch_size: int | None = None       # per device, per micro-step
+    batch_sum: int | None = None        # effective batch of one update = batch_size*accum*world
+    lr_lang: float | None = None        # text encoder
+    lr_visual: float | None = None      # ViT backbone incl. W0/b0
+    lr_base: float | None = None        # LAW generator + heads
+    lr_scheduler: str = "step"          # step: warmup, then x drop_rate at each drop epoch; cosine
+    max_epochs: int | None = None
+    drop_epochs: tuple | None = None    # epochs (0-based start) at which the LR is multiplied by drop_rate
+    drop_rate: float = 0.1
+    warmup_epochs: float | None = None  # linear warmup from 1% of each LR; give this or warmup_steps
+    warmup_steps: int | None = None     # warmup length in optimiser updates (wins over warmup_epochs)
+    weight_decay: float = 1e-4          # AdamW decoupled decay; never on norms and biases
+    clip_norm: float = 0.15             # global-norm clip of the (averaged) gradient; <= 0: off
+    bbox_loss_coef: float = 1.0         # seed names of the four loss weights
+    xiou_loss_coef: float = 1.0
+    focal_loss_coef: float = 1.0
+    dice_loss_coef: float = 1.0
+    max_steps: int | None = None        # stop after this many optimiser updates (smoke runs)
+
+    # --- evaluation ---
+    eval_splits: tuple | None = None    # splits scored with best.ckpt at the end; None: all non-train
+    eval_every: int = 1                 # epochs between val evaluations (best.ckpt); 0: only at the end
+    eval_batch_size: int | None = None  # None: 2 x batch_size
+    mask_threshold: float = 0.5         # mask probability threshold at original resolution
+
+    # --- run bookkeeping ---
+    experiment_name: str = "experiment0"  # run dir = save_ckpt_dir/experiment_name
+    short_comment: str = ""             # free text stored in config.json
+    save_ckpt_dir: str | None = None    # None: <repo>/runs
+    data_root: str | None = None        # None: <repo>/data (the synthetic set is generated there)
+    cache_dir: str | None = None        # None: <repo>/.cache/refer
+    synthetic_images: int | None = None  # shapes*: images to generate; None: the generator's default
+    resume: bool = False                # continue from last.ckpt of the run dir
+    overwrite: bool = False             # start afresh even if the run dir holds a run
+    ckpt_every: int = 0                 # also write last.ckpt every N updates (0: epoch ends only)
+    log_freq: int = 10                  # train_log.jsonl line every N optimiser updates
+    seed: int = 0                       # model init, data order (with the epoch) and augmentation
+    num_workers: int = 1                # data-pipeline workers
+    mode_name: str = "GRAPH"            # GRAPH: mindspore.jit train step; PYNATIVE: op by op (debug)
+    device_target: str | None = None    # CPU GPU Ascend; None: MindSpore's default
+    progress: bool = True               # tqdm bar (rank 0)
+
+
+# Fields a preset's recipe fills when they are None. Every resolved value is saved in config.json.
+RECIPES: dict[str, dict] = {
+    # DESIGN §5; epochs/drop as the seed's refcoco script (fine-tuning) uses them in its parser.
+    "paper": dict(batch_size=8, batch_sum=256, lr_lang=1e-5, lr_visual=1e-5, lr_base=1e-4,
+                  max_epochs=90, drop_epochs=(60,), warmup_epochs=1.0, vit_model="vitdet_b_mrcnn"),
+    # CPU recipe (2 cores): from-scratch ViT and LAW at 1e-3 (1e-4 barely moves it in minutes),
+    # pretrained MiniLM layers at 1e-4; batch 16 without accumulation.
+    "tiny": dict(batch_size=16, batch_sum=16, lr_lang=1e-4, lr_visual=1e-3, lr_base=1e-3,
+                 max_epochs=30, drop_epochs=(24,), warmup_steps=100, vit_model="scratch"),
+}
+
+
+def _positive(cfg, names, allow_none=False):
+    for name in names:
+        v = getattr(cfg, name)
+        if v is None and allow_none:
+            continue
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
+            raise ConfigError(f"{name} must be > 0, got {v!r}")
+
+
+def resolve_config(cfg: TrainConfig) -> TrainConfig:
+    """Fill `None` fields from the preset recipe and the dataset; validate; return a new config.
+
+    Raises ConfigError (a ValueError) naming the field and the allowed values.
+    """
+    from vglaw.config import PRESETS
+
+    def choice(name, allowed, obj=cfg):
+        v = getattr(obj, name)
+        if v not in allowed:
+            raise ConfigError(f"{name} {v!r} is not allowed; expected one of {list(allowed)}")
+
+    choice("preset", tuple(PRESETS))
+    choice("dataset", DATASETS)
+    choice("law_type", LAW_TYPES)
+    choice("lr_scheduler", LR_SCHEDULERS)
+    choice("mode_name", MODES)
+    if cfg.device_target is not None:
+        choice("device_target", DEVICE_TARGETS)
+    recipe = RECIPES.get(cfg.preset, RECIPES["paper"])
+    values = {}
+    for f in dataclasses.fields(cfg):
+        v = getattr(cfg, f.name)
+        if v is None and f.name in recipe:
+            if f.name.startswith("warmup_") and (cfg.warmup_steps is not None or cfg.warmup_epochs is not None):
+                v = None  # the user chose the other warmup unit
+            else:
+                v = recipe[f.name]
+        values[f.name] = v
+    out = TrainConfig(**values)
+    choice("vit_model", VIT_MODELS, out)
+    if out.splitBy is None:
+        out.splitBy = DEFAULT_SPLIT_BY[out.dataset]
+    from vglaw.data.refer import DATASETS as SPLITS_OF
+    if out.splitBy not in SPLITS_OF[out.dataset]:
+        raise ConfigError(f"splitBy {out.splitBy!r} is not allowed for {out.dataset}; "
+                          f"expected one of {list(SPLITS_OF[out.dataset])}")
+    from vglaw.data.refer import allowed_splits
+    allowed = [s for s in allowed_splits(out.dataset, out.splitBy) if s != "train"]
+    if out.eval_splits is None:
+        out.eval_splits = tuple(s for s in SPLITS_OF[out.dataset][out.splitBy] if s != "train")
+    out.eval_splits = tuple(out.eval_splits)
+    for s in out.eval_splits:
+        if s not in allowed:
+            raise ConfigError(f"eval split {s!r} is not allowed for {out.dataset}({out.splitBy}); "
+                              f"expected some of {allowed}")
+    if "val" not in SPLITS_OF[out.dataset][out.splitBy]:
+        raise ConfigError(f"{out.dataset}({out.splitBy}) has no val split to select best.ckpt on")
+    out.drop_epochs = tuple(int(e) for e in (out.drop_epochs or ()))
+    _positive(out, ("batch_size", "batch_sum", "max_epochs", "lr_lang", "lr_visual", "lr_base",
+                    "log_freq", "num_workers"))
+    _positive(out, ("img_size", "max_len", "law_rank", "max_steps", "eval_batch_size",
+                    "synthetic_images"), allow_none=True)
+    if out.batch_sum % out.batch_size:
+        raise ConfigError(f"batch_sum {out.batch_sum} must be a multiple of batch_size {out.batch_size}")
+    if any(e < 0 for e in out.drop_epochs):
+        raise ConfigError(f"drop_epochs must be >= 0, got {list(out.drop_epochs)}")
+    for name in ("weight_decay", "bbox_loss_coef", "xiou_loss_coef", "focal_loss_coef",
+                 "dice_loss_coef", "eval_every", "ckpt_every"):
+        if getattr(out, name) < 0:
+            raise ConfigError(f"{name} must be >= 0, got {getattr(out, name)!r}")
+    if not 0.0 < out.drop_rate <= 1.0:
+        raise ConfigError(f"drop_rate must lie in (0, 1], got {out.drop_rate}")
+    if not 0.0 < out.mask_threshold < 1.0:
+        raise ConfigError(f"mask_threshold must lie in (0, 1), got {out.mask_threshold}")
+    if (out.warmup_steps or 0) < 0 or (out.warmup_epochs or 0) < 0:
+        raise ConfigError("warmup_steps / warmup_epochs must be >= 0")
+    if out.eval_batch_size is None:
+        out.eval_batch_size = 2 * out.batch_size
+    if out.vit_model == "vitdet_b_mrcnn" and not out.vit_model_path and not out.pretrained_path:
+        raise ConfigError("vit_model 'vitdet_b_mrcnn' needs --vit_model_path (detectron2's ViTDet "
+                          "model_final_61ccd1.pkl) or a full --pretrained_path; use --vit_model "
+                          "scratch to train the backbone from random init")
+    out.model_overrides = dict(out.model_overrides or {})
+    mc = model_config(out)  # validates the model overrides now, with the model's own messages
+    out.img_size, out.max_len, out.law_rank = mc.img_size, mc.max_len, mc.law_rank
+    return out
+
+
+def model_config(cfg: TrainConfig):
+    """The ModelConfig this run trains (preset + TrainConfig fields that shape the model)."""
+    from vglaw.config import make_model_config
+    over = dict(cfg.model_overrides)
+    for name in ("img_size", "max_len", "law_rank"):
+        if getattr(cfg, name) is not None:
+            over[name] = getattr(cfg, name)
+    over.update(law_type=cfg.law_type, use_mask=cfg.use_mask, loss_l1=cfg.bbox_loss_coef,
+                loss_giou=cfg.xiou_loss_coef, loss_focal=cfg.focal_loss_coef,
+                loss_dice=cfg.dice_loss_coef)
+    try:
+        return make_model_config(cfg.preset, **over)
+    except ValueError as exc:
+        raise ConfigError(f"model config: {exc}") from exc

@@ -1,0 +1,344 @@
+"""`run_training(cfg)`: data, model, optimiser, the epoch loop, checkpoints, evaluation.
+
+What the seed's `src/train.py` did wrong and this loop does instead: `--law_type` reaches the
+model; the LR schedule is the optimiser's (`vglaw.train.schedule`); best.ckpt is chosen on **val**
+prec@0.5 (the seed used the last eval split, testB/test); masks are scored at the original
+resolution by `vglaw.evaluate`; the step is compiled (`mindspore.jit`); a run resumes exactly.
+
+Position bookkeeping: an epoch uses `updates_per_epoch * accum` batches of its (seed, epoch)
+order (a remainder of fewer than `accum` batches is skipped so every update is complete);
+last.ckpt stores (epoch, batches done in it, update step) and a resumed run skips those batches.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from vglaw.train.config import ConfigError, TrainConfig, model_config, resolve_config
+from vglaw.train.state import RunDir, load_train_state, rng_state, save_train_state, set_rng_state
+
+__all__ = ["run_training", "RunExistsError", "TrainingFailed", "TRAIN_COLUMNS"]
+
+log = logging.getLogger("vglaw")
+
+TRAIN_COLUMNS = ["image", "input_ids", "attention_mask", "box", "mask"]
+RUN_FILES = ("config.json", "train_log.jsonl", "metrics.json", "status.json", "last.ckpt", "best.ckpt")
+
+
+class RunExistsError(ConfigError):
+    """The run directory already holds a run and neither --resume nor --overwrite was given."""
+
+
+class TrainingFailed(RuntimeError):
+    """The run stopped (non-finite loss); status.json says why and which checkpoint is good."""
+
+
+class _BatchRange:
+    """Batches [start, stop) of a `RefBatches`, training columns only (resume skips cheaply)."""
+
+    def __init__(self, src, start: int, stop: int):
+        self.src, self.start, self.stop = src, start, stop
+
+    def __len__(self) -> int:
+        return max(self.stop - self.start, 0)
+
+    def __getitem__(self, i: int):
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        return self.src[self.start + i][:5]
+
+
+def _versions() -> dict:
+    import mindspore as ms
+    import vglaw
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                                cwd=Path(__file__).resolve().parent).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    return {"vglaw": vglaw.__version__, "mindspore": ms.__version__, "numpy": np.__version__,
+            "python": platform.python_version(), "git_commit": commit}
+
+
+def _prepare_data(cfg: TrainConfig, rank: int):
+    """Generate the synthetic set if needed, build/reuse the cache; returns (train, {split: ds})."""
+    from vglaw import paths
+    from vglaw.data import RefDataset, preprocess
+    from vglaw.train.distributed import barrier
+    data_root = Path(cfg.data_root) if cfg.data_root else paths.default_data_root()
+    cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else paths.default_cache_dir()
+    if rank == 0:
+        if cfg.dataset in ("shapes", "shapes_rle"):
+            from vglaw.data import ensure_shapes
+            kw = {"n_images": cfg.synthetic_images} if cfg.synthetic_images else {}
+            ensure_shapes(data_root, dataset=cfg.dataset, **kw)
+        preprocess(data_root, cfg.dataset, cfg.splitBy, cache_dir)
+    barrier()
+    splits = dict.fromkeys(("train", "val") + tuple(cfg.eval_splits))
+    return {s: RefDataset(cache_dir, cfg.dataset, cfg.splitBy, s) for s in splits}
+
+
+def _init_weights(model, cfg: TrainConfig) -> dict:
+    """Pretrained weights as the flags ask; returns what was loaded (for config.json)."""
+    from vglaw.models.checkpoint import load_model
+    from vglaw.models.weights import load_text_encoder, load_vitdet
+    loaded = {}
+    if cfg.pretrained_path:
+        load_model(model, cfg.pretrained_path, strict=True)
+        return {"model": str(cfg.pretrained_path)}
+    if cfg.text_encoder_path != "none":
+        hf_dir = cfg.text_encoder_path
+        if hf_dir is None:
+            if model.config.text_hidden == 384:  # all-MiniLM-L6-v2 geometry (the installed default)
+                from vglaw.paths import default_text_encoder_dir
+                hf_dir = default_text_encoder_dir()
+            else:
+                log.warning("no --text_encoder_path for a %d-wide BERT: text encoder starts from "
+                            "random init", model.config.text_hidden)
+        if hf_dir is not None:
+            load_text_encoder(model, hf_dir)
+            loaded["text_encoder"] = str(hf_dir)
+    if cfg.vit_model == "vitdet_b_mrcnn":
+        load_vitdet(model, cfg.vit_model_path)
+        loaded["backbone"] = str(cfg.vit_model_path)
+    return loaded
+
+
+def _check_paths(cfg: TrainConfig) -> None:
+    for name in ("pretrained_path", "vit_model_path"):
+        v = getattr(cfg, name)
+        if v and not Path(v).is_file():
+            raise ConfigError(f"--{name} {v} does not exist")
+    if cfg.text_encoder_path not in (None, "none") and not Path(cfg.text_encoder_path, "vocab.txt").is_file():
+        raise ConfigError(f"--text_encoder_path {cfg.text_encoder_path} is not a Hugging Face BERT "
+                          "folder (no vocab.txt)")
+    if cfg.data_root and not Path(cfg.data_root).is_dir() and cfg.dataset not in ("shapes", "shapes_rle"):
+        raise ConfigError(f"--data_root {cfg.data_root} does not exist")
+
+
+def _evaluate(model, ds, tokenizer, cfg, use_jit: bool, forward=None):
+    from vglaw.evaluate import evaluate_split
+    return evaluate_split(model, ds, tokenizer, img_size=cfg.img_size, max_len=cfg.max_len,
+                          batch_size=cfg.eval_batch_size, mask_threshold=cfg.mask_threshold,
+                          with_masks=cfg.use_mask, progress=False, use_jit=use_jit, forward=forward)
+
+
+def run_training(cfg: TrainConfig) -> Path:
+    """Train as `cfg` says; returns the run directory (see vglaw.train.state for its files).
+
+    Raises ConfigError for bad values/paths, RunExistsError for an occupied run directory,
+    TrainingFailed when the loss turns non-finite (the last good checkpoint is kept).
+    """
+    cfg = resolve_config(cfg)
+    _check_paths(cfg)
+    import mindspore as ms
+    from vglaw import paths
+    from vglaw.data.pipeline import RefBatches
+    from vglaw.data.tokenizer import load_tokenizer
+    from vglaw.losses import GroundingLoss
+    from vglaw.models import VGLAW
+    from vglaw.models.checkpoint import load_model, save_model
+    from vglaw.train.distributed import barrier, init_distributed
+    from vglaw.train.optim import Schedule, build_optimizer, group_lrs, optimizer_state
+    from vglaw.train.step import NonFiniteLossError, TrainStep
+
+    if cfg.device_target:
+        ms.set_device(cfg.device_target)
+    use_jit = cfg.mode_name == "GRAPH"
+    ms.set_context(mode=ms.GRAPH_MODE if use_jit else ms.PYNATIVE_MODE)
+    rank, world = init_distributed()
+    run = RunDir(Path(cfg.save_ckpt_dir or paths.default_runs_dir()) / cfg.experiment_name, writer=rank == 0)
+
+    resume = cfg.resume and run.last.is_file()
+    if cfg.resume and not resume:
+        log.warning("--resume: %s has no last.ckpt yet; starting from scratch", run.path)
+    if not resume and rank == 0 and any((run / f).exists() for f in RUN_FILES):
+        if not cfg.overwrite:
+            st = (run.read_status() or {}).get("state", "unknown")
+            raise RunExistsError(f"run directory {run.path} already holds a run (state {st}); pass "
+                                 "--resume to continue it, --overwrite to start again, or another "
+                                 "--experiment_name")
+        for f in list(RUN_FILES) + [p.name for p in run.path.glob("predictions_*.json")]:
+            (run / f).unlink(missing_ok=True)
+    if rank == 0:
+        run.path.mkdir(parents=True, exist_ok=True)
+
+    data = _prepare_data(cfg, rank)
+    tokenizer = load_tokenizer(cfg.text_encoder_path if cfg.text_encoder_path not in (None, "none") else None)
+    ms.set_seed(cfg.seed)  # same on every rank: identical initial weights
+    np.random.seed(cfg.seed)
+    model = VGLAW(model_config(cfg))
+    loaded = _init_weights(model, cfg)
+
+    # --- sizes: micro-batches per epoch, accumulation, updates ---
+    n_train = len(data["train"])
+    per_rank = math.ceil(n_train / world)
+    batches_per_epoch = per_rank // cfg.batch_size
+    if cfg.batch_sum % (cfg.batch_size * world):
+        raise ConfigError(f"batch_sum {cfg.batch_sum} must be a multiple of batch_size x workers "
+                          f"= {cfg.batch_size} x {world}")
+    accum = cfg.batch_sum // (cfg.batch_size * world)
+    updates_per_epoch = batches_per_epoch // accum
+    if updates_per_epoch < 1:
+        raise ConfigError(f"the train split has {n_train} expressions: too few for one update of "
+                          f"batch_sum {cfg.batch_sum}")
+    used_batches = updates_per_epoch * accum
+    total_updates = cfg.max_epochs * updates_per_epoch
+    if cfg.max_steps is not None:
+        total_updates = min(total_updates, cfg.max_steps)
+
+    schedule = Schedule.from_config(cfg, updates_per_epoch)
+    optimizer, group_of = build_optimizer(model, schedule, cfg.weight_decay)
+    loss_fn = GroundingLoss.from_config(model.config)
+    trainer = TrainStep(model, loss_fn, optimizer, accum_steps=accum, clip_norm=cfg.clip_norm,
+                        world=world, use_jit=use_jit)
+    opt_state = optimizer_state(optimizer)
+
+    epoch, batch0, update = 0, 0, 0
+    best = {"val_prec@0.5": -1.0, "epoch": None, "step": None}
+    pending_eval = False
+    if resume:
+        meta = load_train_state(run.last, model, opt_state)
+        epoch, batch0, update = meta["epoch"], meta["batches_done"], meta["update_step"]
+        best, pending_eval = meta["best"], meta.get("pending_eval", False)
+        set_rng_state(meta["rng"])
+        if int(optimizer.global_step.asnumpy().reshape(-1)[0]) != update:
+            raise RuntimeError(f"{run.last}: optimiser step {optimizer.global_step} != update {update}")
+        run.truncate_log(update)
+        log.info("resumed %s at epoch %d, batch %d, update %d", run.last, epoch, batch0, update)
+    info = {"updates_per_epoch": updates_per_epoch, "accum_steps": accum, "world_size": world,
+            "train_expressions": n_train, "batches_per_epoch_used": used_batches,
+            "total_updates": total_updates, "warmup_steps": schedule.kw["warmup_steps"],
+            "drop_steps": list(schedule.kw["drop_steps"]), "loaded_weights": loaded}
+    config_json = {"train": dataclasses.asdict(cfg), "model": dataclasses.asdict(model.config),
+                   "derived": info, "versions": _versions(),
+                   "command": " ".join([Path(sys.executable).name] + sys.argv)}
+    if not resume:
+        run.write_json("config.json", config_json)
+    t_start = time.time()
+    run.status("running", pid=os.getpid(), step=update, total_updates=total_updates, epoch=epoch,
+               started=time.strftime("%Y-%m-%dT%H:%M:%S"))
+
+    def save_last(ep, done, pending):
+        if rank == 0:
+            save_train_state(run.last, model, opt_state, {
+                "epoch": ep, "batches_done": done, "update_step": update, "best": best,
+                "pending_eval": pending, "rng": rng_state(), "train_config": dataclasses.asdict(cfg)})
+
+    def eval_val(ep):
+        nonlocal best
+        if rank == 0:
+            metrics, _ = _evaluate(model, data["val"], tokenizer, cfg, use_jit)
+            p = metrics["prec@0.5"]
+            rec = {"step": update, "epoch": ep, "eval": "val", **{k: metrics[k] for k in metrics
+                                                                  if k.startswith(("prec@", "miou", "box_miou", "oiou"))}}
+            run.append_log(rec)
+            log.info("epoch %d val: prec@0.5 %.4f miou %s", ep, p, metrics.get("miou"))
+            if p > best["val_prec@0.5"]:
+                best = {"val_prec@0.5": p, "epoch": ep, "step": update, "val": metrics}
+                save_model(model, run.best, meta={"epoch": ep, "step": update, "val": metrics,
+                                                  "selected_on": "val prec@0.5"})
+            model.set_train(True)
+        barrier()
+
+    def fail(exc: Exception):
+        good = str(run.last) if run.last.is_file() else None
+        msg = (f"training stopped at update {update} (epoch {epoch}): {exc}. The last good checkpoint "
+               f"is {good or 'none (no checkpoint was written yet)'}; lower the learning rates or "
+               "check the data, then --resume")
+        run.status("failed", error=msg, step=update, last_good_checkpoint=good)
+        raise TrainingFailed(msg) from exc
+
+    try:
+        if pending_eval is not False:  # killed between last.ckpt and the val evaluation
+            eval_val(int(pending_eval))
+            save_last(epoch, batch0, False)
+        progress = None
+        while epoch < cfg.max_epochs and update < total_updates:
+            src = RefBatches(data["train"], tokenizer, img_size=cfg.img_size, max_len=cfg.max_len,
+                             batch_size=cfg.batch_size, train=True, translate=cfg.translate, seed=cfg.seed,
+                             epoch=epoch, num_shards=world if world > 1 else None,
+                             shard_id=rank if world > 1 else None, drop_remainder=True)
+            import mindspore.dataset as msds
+            ds = msds.GeneratorDataset(_BatchRange(src, batch0, used_batches), column_names=TRAIN_COLUMNS,
+                                       shuffle=False, num_parallel_workers=cfg.num_workers,
+                                       python_multiprocessing=False)
+            model.set_train(True)
+            if rank == 0 and cfg.progress:
+                from tqdm.auto import tqdm
+                progress = tqdm(total=used_batches, initial=batch0, desc=f"epoch {epoch}", leave=False,
+                                dynamic_ncols=True)
+            done = batch0
+            sums, n_parts, t_log, samples = {}, 0, time.time(), 0
+            for cols in ds.create_tuple_iterator(num_epochs=1):
+                parts, stepped = trainer.step(cols)
+                done += 1
+                samples += cfg.batch_size * world
+                n_parts += 1
+                for k, v in parts.items():
+                    sums[k] = sums.get(k, 0.0) + v
+                if progress is not None:
+                    progress.update(1)
+                    progress.set_postfix(loss=f"{parts['loss']:.3f}", step=update)
+                if not stepped:
+                    continue
+                update += 1
+                if update % cfg.log_freq == 0 or update == total_updates:
+                    dt = time.time() - t_log
+                    run.append_log({"step": update, "epoch": epoch, **{k: v / n_parts for k, v in sums.items()},
+                                    "lr": group_lrs(schedule, update - 1), "samples_per_s": samples / max(dt, 1e-9),
+                                    "time": round(time.time() - t_start, 3)})
+                    sums, n_parts, t_log, samples = {}, 0, time.time(), 0
+                if cfg.ckpt_every and update % cfg.ckpt_every == 0 and done < used_batches:
+                    save_last(epoch, done, False)
+                if update >= total_updates:
+                    break
+            if progress is not None:
+                progress.close()
+            trainer.discard_partial()
+            finished_epoch = done >= used_batches
+            last_round = update >= total_updates
+            want_eval = last_round or (cfg.eval_every and (epoch + 1) % cfg.eval_every == 0)
+            if finished_epoch:
+                epoch, batch0 = epoch + 1, 0
+                save_last(epoch, 0, epoch - 1 if want_eval else False)
+                if want_eval:
+                    eval_val(epoch - 1)
+                    save_last(epoch, 0, False)
+            else:  # stopped by max_steps inside the epoch
+                batch0 = done
+                save_last(epoch, done, epoch)
+                eval_val(epoch)
+                save_last(epoch, done, False)
+    except NonFiniteLossError as exc:
+        fail(exc)
+
+    # --- final evaluation of best.ckpt on the eval splits ---
+    if rank == 0:
+        if run.best.is_file():
+            load_model(model, run.best, strict=True)
+        metrics_all = {}
+        from vglaw.evaluate import make_forward
+        fwd = make_forward(model, use_jit=use_jit)
+        for split in cfg.eval_splits:
+            metrics, preds = _evaluate(model, data[split], tokenizer, cfg, use_jit, forward=fwd)
+            metrics_all[split] = metrics
+            run.write_json(f"predictions_{split}.json", preds)
+            log.info("best.ckpt on %s: prec@0.5 %.4f miou %s", split, metrics["prec@0.5"], metrics.get("miou"))
+        run.write_json("metrics.json", metrics_all)
+        run.status("finished", step=update, total_updates=total_updates, epochs=epoch,
+                   best_epoch=best["epoch"], best_step=best["step"], best_val_prec50=best["val_prec@0.5"],
+                   checkpoint_for_metrics="best.ckpt" if run.best.is_file() else "last.ckpt",
+                   wall_s=round(time.time() - t_start, 1))
+    barrier()
+    return run.path

@@ -1,0 +1,105 @@
+"""AdamW with the three LR groups of DESIGN §5, each on its own warmup + drop schedule.
+
+`model.param_groups()` splits the trainable parameters into lang (text encoder, `lr_lang`),
+visual (ViT incl. the qkv W0/b0, `lr_visual`) and base (LAW generator + heads, `lr_base`). Each is
+split again into decayed matrices and undecayed vectors (biases, LayerNorm gamma/beta), so the
+optimiser holds up to six groups. `nn.AdamWeightDecay` is MindSpore's decoupled AdamW (it runs on
+CPU in 2.10); its moments are named `adam_m.<param>` / `adam_v.<param>` and its update counter
+`global_step`, which the schedule reads, so a checkpoint of `optimizer_state` resumes all three.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from mindspore import nn
+
+from vglaw.train.schedule import WarmupDropLR, lr_factor
+
+__all__ = ["GROUPS", "build_optimizer", "group_lrs", "effective_lrs", "optimizer_state", "Schedule"]
+
+GROUPS = ("lang", "visual", "base")
+
+
+class Schedule:
+    """The run's schedule in optimiser updates (shared by the optimiser cells and the log)."""
+
+    def __init__(self, *, base_lrs: dict, warmup_steps: int, drop_steps=(), drop_rate=0.1,
+                 scheduler="step", total_steps=1):
+        self.base_lrs = dict(base_lrs)
+        self.kw = dict(warmup_steps=int(warmup_steps), drop_steps=tuple(int(d) for d in drop_steps),
+                       drop_rate=float(drop_rate), scheduler=scheduler, total_steps=int(total_steps))
+
+    def lr(self, group: str, step: int) -> float:
+        return self.base_lrs[group] * lr_factor(step, **self.kw)
+
+    def cell(self, group: str) -> WarmupDropLR:
+        return WarmupDropLR(self.base_lrs[group], **self.kw)
+
+    @classmethod
+    def from_config(cls, cfg, updates_per_epoch: int) -> "Schedule":
+        """Epoch quantities of a resolved TrainConfig -> update steps."""
+        if cfg.warmup_steps is not None:
+            warmup = cfg.warmup_steps
+        else:
+            warmup = int(round((cfg.warmup_epochs or 0.0) * updates_per_epoch))
+        total = cfg.max_epochs * updates_per_epoch
+        if cfg.max_steps is not None:
+            total = min(total, cfg.max_steps)
+        return cls(base_lrs={"lang": cfg.lr_lang, "visual": cfg.lr_visual, "base": cfg.lr_base},
+                   warmup_steps=warmup, drop_steps=[e * updates_per_epoch for e in cfg.drop_epochs],
+                   drop_rate=cfg.drop_rate, scheduler=cfg.lr_scheduler, total_steps=total)
+
+
+def _no_decay(p) -> bool:
+    # Vectors are biases and LayerNorm gamma/beta: decaying them only fights the normalisation.
+    return len(p.shape) <= 1
+
+
+def build_optimizer(model, schedule: Schedule, weight_decay: float = 1e-4, eps: float = 1e-8):
+    """`nn.AdamWeightDecay` over `model.param_groups()`; returns (optimizer, {param name: group})."""
+    groups, group_of = [], {}
+    seen = set()
+    for gname, params in model.param_groups().items():
+        if gname not in GROUPS:
+            raise ValueError(f"model.param_groups() returned unknown group {gname!r}; expected {GROUPS}")
+        for decay in (True, False):
+            ps = [p for p in params if _no_decay(p) != decay]
+            if not ps:
+                continue
+            groups.append({"params": ps, "lr": schedule.cell(gname),
+                           "weight_decay": weight_decay if decay else 0.0})
+            for p in ps:
+                if p.name in seen:
+                    raise ValueError(f"parameter {p.name} is in two LR groups")
+                seen.add(p.name)
+                group_of[p.name] = gname
+    missing = [p.name for p in model.trainable_params() if p.name not in seen]
+    if missing:
+        raise ValueError(f"trainable parameters outside model.param_groups(): {missing[:5]}...")
+    # beta2 0.999 / eps 1e-8: torch AdamW defaults, which the official (PyTorch) recipe used.
+    opt = nn.AdamWeightDecay(groups, learning_rate=schedule.base_lrs["base"], beta1=0.9, beta2=0.999,
+                             eps=eps)
+    return opt, group_of
+
+
+def group_lrs(schedule: Schedule, step: int) -> dict:
+    """{group: LR at update `step`} from the Python formula (for the log)."""
+    return {g: schedule.lr(g, step) for g in schedule.base_lrs}
+
+
+def effective_lrs(optimizer, group_of: dict) -> dict:
+    """{group: LR the optimiser will use on its next update}, read from the optimiser's own
+    schedule cells at its `global_step` (what tests check the schedule against)."""
+    lrs = optimizer.get_lr()
+    out = {}
+    for p, lr in zip(optimizer._parameters, lrs):
+        out.setdefault(group_of[p.name], float(np.asarray(lr.asnumpy()).reshape(())))
+    return out
+
+
+def optimizer_state(optimizer) -> dict:
+    """{name: Parameter} of everything an optimiser resume needs: moments and the update counter."""
+    state = {p.name: p for p in optimizer.moments1}
+    state.update({p.name: p for p in optimizer.moments2})
+    state["global_step"] = optimizer.global_step
+    return state

@@ -1,0 +1,151 @@
+"""Run directory and resumable training state.
+
+    <save_ckpt_dir>/<experiment_name>/
+        config.json          resolved TrainConfig + model config + versions
+        train_log.jsonl      one line per `log_freq` updates (step, epoch, losses, lr per group, samples/s)
+        status.json          {"state": "running" | "finished" | "failed", ...}
+        last.ckpt            model + AdamW moments + update counter + position (meta) -> --resume
+        best.ckpt            model only (vglaw.models.checkpoint.save_model), best val prec@0.5
+        metrics.json         {split: metrics of best.ckpt}
+        predictions_<split>.json
+
+Every file is replaced atomically (temporary file in the same folder + os.replace), so a
+SIGKILL at any moment leaves the previous version intact. last.ckpt is only written at an
+update boundary, so it never holds a half-accumulated gradient.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+
+from vglaw.io import write_json_atomic
+from vglaw.models.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
+
+__all__ = ["RunDir", "save_train_state", "load_train_state", "rng_state", "set_rng_state"]
+
+TRAIN_STATE_KIND = "vglaw-train-state/1"
+
+
+class RunDir:
+    """Paths and atomic writers of one run directory (only rank 0 writes)."""
+
+    def __init__(self, path, writer: bool = True):
+        self.path = Path(path)
+        self.writer = writer
+
+    def __truediv__(self, name: str) -> Path:
+        return self.path / name
+
+    @property
+    def last(self) -> Path:
+        return self.path / "last.ckpt"
+
+    @property
+    def best(self) -> Path:
+        return self.path / "best.ckpt"
+
+    @property
+    def log(self) -> Path:
+        return self.path / "train_log.jsonl"
+
+    def write_json(self, name: str, obj) -> None:
+        if self.writer:
+            write_json_atomic(self.path / name, obj)
+
+    def status(self, state: str, **info) -> None:
+        self.write_json("status.json", {"state": state, **info})
+
+    def read_status(self) -> dict | None:
+        try:
+            return json.loads((self.path / "status.json").read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+
+    def append_log(self, record: dict) -> None:
+        if not self.writer:
+            return
+        with open(self.log, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+            f.flush()
+
+    def truncate_log(self, max_step: int) -> None:
+        """Keep the log lines of updates <= max_step (after a resume; drops a torn last line)."""
+        if not self.writer or not self.log.exists():
+            return
+        keep = []
+        for line in self.log.read_text(encoding="utf-8").splitlines():
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if rec.get("step", 0) <= max_step:
+                keep.append(line)
+        tmp = self.log.with_name(self.log.name + ".tmp")
+        tmp.write_text("".join(s + "\n" for s in keep), encoding="utf-8")
+        os.replace(tmp, self.log)
+
+
+def rng_state() -> dict:
+    """Python, NumPy and MindSpore global RNG states (JSON-able)."""
+    import mindspore as ms
+    py = random.getstate()
+    npy = np.random.get_state()
+    return {"python": [py[0], list(py[1]), py[2]],
+            "numpy": [npy[0], npy[1].tolist(), int(npy[2]), int(npy[3]), float(npy[4])],
+            "mindspore": ms.get_rng_state().asnumpy().tolist()}
+
+
+def set_rng_state(state: dict) -> None:
+    import mindspore as ms
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    n = state["numpy"]
+    np.random.set_state((n[0], np.asarray(n[1], dtype=np.uint32), n[2], n[3], n[4]))
+    ms.set_rng_state(ms.Tensor(np.asarray(state["mindspore"], dtype=np.uint8)))
+
+
+def save_train_state(path, model, opt_state: dict, meta: dict) -> Path:
+    """Atomically write model parameters + optimiser state + `meta` (position, best, RNG)."""
+    import dataclasses
+    params = {name: p for name, p in model.parameters_and_names()}
+    clash = set(params) & set(opt_state)
+    if clash:
+        raise ValueError(f"optimiser state names clash with model parameters: {sorted(clash)[:5]}")
+    params.update(opt_state)
+    meta = dict(meta, kind=TRAIN_STATE_KIND, config=json.loads(json.dumps(dataclasses.asdict(model.config))))
+    return save_checkpoint(path, params, meta)
+
+
+def load_train_state(path, model, opt_state: dict) -> dict:
+    """Load `save_train_state`'s file into model and optimiser state; returns its meta.
+
+    Refuses (CheckpointError) a file of another kind, another model config, or missing entries.
+    """
+    import dataclasses
+    from mindspore import Tensor
+    arrays, meta = read_checkpoint(path)
+    if meta.get("kind") != TRAIN_STATE_KIND:
+        raise CheckpointError(f"{path} is not a training state written by vglaw.train (kind "
+                              f"{meta.get('kind')!r}); --resume needs the run's last.ckpt")
+    ours = json.loads(json.dumps(dataclasses.asdict(model.config)))
+    if meta.get("config") != ours:
+        diff = sorted(k for k in set(ours) | set(meta.get("config", {}))
+                      if ours.get(k) != meta.get("config", {}).get(k))
+        raise CheckpointError(f"{path} was written by a run with another model config (fields {diff}); "
+                              "resume with the same flags")
+    targets = {name: p for name, p in model.parameters_and_names()}
+    targets.update(opt_state)
+    missing = sorted(set(targets) - set(arrays))
+    if missing:
+        raise CheckpointError(f"{path} lacks {len(missing)} entries, e.g. {missing[:5]}")
+    for name, p in targets.items():
+        a = arrays[name]
+        if tuple(a.shape) != tuple(p.shape):
+            raise CheckpointError(f"{path}: {name} has shape {a.shape}, expected {tuple(p.shape)}")
+        p.set_data(Tensor(a, dtype=p.dtype))
+    return meta
