@@ -168,3 +168,13 @@ def test_res_head_matches_convtranspose_reference():
     ref = F.interpolate(logit, size=(s, s), mode="bilinear", align_corners=True).numpy()
     np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4)
     assert align_corners_matrix(4, 4) == pytest.approx(np.eye(4))
+
+
+def test_patch_embed_equals_strided_conv():
+    torch = pytest.importorskip("torch")
+    from vglaw.models.vit import PatchEmbed
+    pe = PatchEmbed(8, 6)
+    x = np.random.default_rng(5).standard_normal((2, 3, 32, 32)).astype(np.float32)
+    ref = torch.nn.functional.conv2d(torch.from_numpy(x), torch.from_numpy(pe.proj.weight.asnumpy()),
+                                     torch.from_numpy(pe.proj.bias.asnumpy()), stride=8)
+    np.testing.assert_allclose(pe(Tensor(x)).asnumpy(), ref.permute(0, 2, 3, 1).numpy(), rtol=1e-4, atol=1e-5)

@@ -273,14 +273,34 @@ class Block(nn.Cell):
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
 
-class PatchEmbed(nn.Cell):
+class _PatchProj(nn.Cell):
+    """Conv2d(3, C, k=p, s=p) parameters in torch layout: weight (C, 3, p, p), bias (C,)."""
+
     def __init__(self, patch: int, dim: int):
         super().__init__()
-        self.proj = nn.Conv2d(3, dim, patch, stride=patch, pad_mode="valid", has_bias=True,
-                              weight_init="he_uniform", bias_init="zeros")
+        bound = 1.0 / math.sqrt(3 * patch * patch)  # torch Conv2d default init
+        rng = np.random.default_rng(2)
+        self.weight = Parameter(Tensor(rng.uniform(-bound, bound, (dim, 3, patch, patch)).astype(np.float32)),
+                                name="weight")
+        self.bias = Parameter(Tensor(rng.uniform(-bound, bound, (dim,)).astype(np.float32)), name="bias")
+
+
+class PatchEmbed(nn.Cell):
+    """Non-overlapping patch projection as patchify + matmul: equal to the k=s=p Conv2d, but
+    MindSpore's CPU Conv2d with a 16x16 stride-16 kernel is ~100x slower than one matmul."""
+
+    def __init__(self, patch: int, dim: int):
+        super().__init__()
+        self.patch, self.dim = patch, dim
+        self.proj = _PatchProj(patch, dim)
 
     def construct(self, x: Tensor) -> Tensor:
-        return self.proj(x).transpose(0, 2, 3, 1)  # (B, H, W, C)
+        b, c, hh, ww = x.shape  # (B, 3, S, S)
+        p = self.patch
+        h, w = hh // p, ww // p
+        t = x.reshape(b, c, h, p, w, p).transpose(0, 2, 4, 1, 3, 5).reshape(b * h * w, c * p * p)
+        y = ops.matmul(t, self.proj.weight.reshape(self.dim, c * p * p).T) + self.proj.bias
+        return y.reshape(b, h, w, self.dim)  # (B, H, W, C)
 
 
 class ViTDet(nn.Cell):
