@@ -32,9 +32,10 @@ def test_graph_and_pynative_agree_tiny_svd():
     perturb_generator(model, scale=0.05)
     cfg = model.config
     images, ids, mask = _inputs(2, cfg=dict(img_size=cfg.img_size, max_len=cfg.max_len, vocab_size=1000))
-    eager = [o.asnumpy() for o in model(images, ids, mask)]
+    eager = [o.asnumpy() for o in model(images, ids, mask)] + [model.generated_weights(ids, mask).asnumpy()]
     ms.set_context(mode=ms.GRAPH_MODE)
-    graph = [o.asnumpy() for o in model(images, ids, mask)]
+    graph = [o.asnumpy() for o in model(images, ids, mask)] + [model.generated_weights(ids, mask).asnumpy()]
+    assert np.abs(eager[2]).max() > 1e-3  # the perturbed generator is not a no-op
     assert eager[0].shape == (2, 4) and eager[1].shape == (2, 1, cfg.img_size, cfg.img_size)
     for e, g in zip(eager, graph):
         np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-5)

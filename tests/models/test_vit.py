@@ -14,7 +14,8 @@ from mindspore import Tensor  # noqa: E402
 
 from vglaw.config import make_model_config  # noqa: E402
 from vglaw.models.heads import RESHead, align_corners_matrix  # noqa: E402
-from vglaw.models.vit import (Attention, ViTDet, bicubic_resize_matrix, detectron2_to_vglaw_name,  # noqa: E402
+from vglaw.models.vit import (Attention, ViTDet, bicubic_resize_matrix, crop_rel_pos,  # noqa: E402
+                              detectron2_to_vglaw_name,
                               rel_pos_index, resize_abs_pos_embed, resize_rel_pos,
                               window_partition, window_unpartition)
 
@@ -127,6 +128,10 @@ def test_rel_pos_index_and_resizes_match_torch():
         ref = F.interpolate(t, size=(grid, grid), mode="bicubic", align_corners=False).permute(0, 2, 3, 1).numpy()
         np.testing.assert_allclose(resize_abs_pos_embed(pos, grid), ref, rtol=1e-4, atol=1e-5)
     assert bicubic_resize_matrix(5, 5) == pytest.approx(np.eye(5))
+    crop = crop_rel_pos(table, 55)  # offset 0 stays in the middle row
+    assert crop.shape == (55, 8) and np.array_equal(crop[27], table[63])
+    with pytest.raises(ValueError):
+        crop_rel_pos(table, 54)
 
 
 def test_detectron2_names_map_onto_backbone_parameters():

@@ -20,7 +20,7 @@ from mindspore.common.initializer import TruncatedNormal, Zero, initializer
 from vglaw.models.law import adaptive_qkv
 
 __all__ = ["ViTDet", "Block", "Attention", "window_partition", "window_unpartition",
-           "rel_pos_index", "linear_resize_matrix", "bicubic_resize_matrix", "resize_rel_pos",
+           "rel_pos_index", "linear_resize_matrix", "bicubic_resize_matrix", "resize_rel_pos", "crop_rel_pos",
            "resize_abs_pos_embed", "VIT_DETECTRON2_NAME_MAP", "detectron2_to_vglaw_name"]
 
 # detectron2 suffix -> vglaw suffix (names under `backbone.net.` -> under `backbone.`); all
@@ -86,6 +86,17 @@ def resize_rel_pos(table: np.ndarray, length: int) -> np.ndarray:
     if table.shape[0] == length:
         return table
     return (linear_resize_matrix(table.shape[0], length) @ table.astype(np.float64)).astype(table.dtype)
+
+
+def crop_rel_pos(table: np.ndarray, length: int) -> np.ndarray:
+    """Centre crop of a rel-pos table (L, C) -> (length, C): keeps the embeddings of offsets
+    -(length-1)/2 .. (length-1)/2 (DESIGN §3.1: the (127, 64) tables of the 1024-px detectron2
+    checkpoint become (55, 64) at 448). Use `resize_rel_pos` for detectron2's interpolation."""
+    n = table.shape[0]
+    if length > n or (n - length) % 2:
+        raise ValueError(f"cannot centre-crop a rel-pos table of {n} rows to {length}")
+    start = (n - length) // 2
+    return table[start:start + length]
 
 
 def resize_abs_pos_embed(pos: np.ndarray, grid: int, has_cls: bool = True) -> np.ndarray:
