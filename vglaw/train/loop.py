@@ -78,7 +78,10 @@ def _prepare_data(cfg: TrainConfig, rank: int):
     data_root = Path(cfg.data_root) if cfg.data_root else paths.default_data_root()
     cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else paths.default_cache_dir()
     if rank == 0:
-        if cfg.dataset in ("shapes", "shapes_rle"):
+        # The synthetic set is generated when absent (or when --synthetic_images asks for another
+        # size); an existing one is used as it is, whatever parameters made it.
+        exists = (data_root / cfg.dataset / "generator.json").is_file()
+        if cfg.dataset in ("shapes", "shapes_rle") and (cfg.synthetic_images or not exists):
             from vglaw.data import ensure_shapes
             kw = {"n_images": cfg.synthetic_images} if cfg.synthetic_images else {}
             ensure_shapes(data_root, dataset=cfg.dataset, **kw)
@@ -179,6 +182,10 @@ def run_training(cfg: TrainConfig) -> Path:
     np.random.seed(cfg.seed)
     model = VGLAW(model_config(cfg))
     loaded = _init_weights(model, cfg)
+    if cfg.freeze_word_embeddings:
+        for name, p in model.text_encoder.parameters_and_names():
+            if "word_embeddings" in name:
+                p.requires_grad = False
 
     # --- sizes: micro-batches per epoch, accumulation, updates ---
     n_train = len(data["train"])
@@ -322,6 +329,14 @@ def run_training(cfg: TrainConfig) -> Path:
                 save_last(epoch, done, False)
     except NonFiniteLossError as exc:
         fail(exc)
+    except BaseException as exc:  # anything else (incl. Ctrl-C): say so in status.json, keep last.ckpt
+        run.status("failed", error=f"{type(exc).__name__}: {exc}"[:2000], step=update,
+                   last_good_checkpoint=str(run.last) if run.last.is_file() else None)
+        raise
+
+    # data-parallel ranks must hold identical weights (same init, same averaged updates)
+    checksum = float(sum(float(np.abs(p.asnumpy()).astype(np.float64).sum()) for p in model.get_parameters()))
+    log.info("rank %d of %d: final parameter checksum %.12e", rank, world, checksum)
 
     # --- final evaluation of best.ckpt on the eval splits ---
     if rank == 0:

@@ -1,0 +1,88 @@
+"""Train step: gradient accumulation equals one big batch; GRAPH (mindspore.jit) equals PYNATIVE."""
+
+from __future__ import annotations
+
+import mindspore as ms
+import numpy as np
+import pytest
+
+from _train_helpers import DETERMINISTIC, TINY_MODEL
+from vglaw.train.optim import Schedule, build_optimizer
+from vglaw.train.step import NonFiniteLossError, TrainStep
+
+
+def _setup(accum: int, use_jit: bool, clip: float = 0.0, eps: float = 1e-8, lr: float = 1e-3):
+    from vglaw import build_model
+    from vglaw.losses import GroundingLoss
+    ms.set_context(mode=ms.PYNATIVE_MODE)
+    ms.set_seed(0)
+    over = {k: tuple(v) if isinstance(v, list) else v for k, v in TINY_MODEL.items()}
+    model = build_model("tiny", "svd", **over, **DETERMINISTIC)
+    sched = Schedule(base_lrs={"lang": lr, "visual": lr, "base": lr}, warmup_steps=0)
+    opt, _ = build_optimizer(model, sched, weight_decay=1e-4, eps=eps)
+    step = TrainStep(model, GroundingLoss.from_config(model.config), opt, accum_steps=accum,
+                     clip_norm=clip, use_jit=use_jit)
+    model.set_train(True)
+    return model, step
+
+
+def _batch(cfg, b=8, seed=0):
+    rng = np.random.default_rng(seed)
+    s, l = cfg.img_size, cfg.max_len
+    ids = rng.integers(1000, 3000, (b, l)).astype(np.int32)
+    attn = (np.arange(l)[None] < rng.integers(4, l, (b, 1))).astype(np.int32)
+    box = np.concatenate([rng.uniform(0.3, 0.7, (b, 2)), rng.uniform(0.1, 0.4, (b, 2))], 1)
+    return [rng.normal(size=(b, 3, s, s)).astype(np.float32), ids, attn, box.astype(np.float32),
+            (rng.uniform(size=(b, s, s)) > 0.7).astype(np.float32)]
+
+
+def _params(model):
+    return {n: p.asnumpy().copy() for n, p in model.parameters_and_names()}
+
+
+def test_accumulation_equals_one_big_batch():
+    use_jit = True  # the same functions run op by op under PYNATIVE (test_graph_equals_pynative)
+    # eps=1 and no clipping make the AdamW step ~linear in the gradient, so an accumulated sum
+    # instead of a mean (2x) or a dropped micro-batch would show; Adam's sign-like first step would not.
+    big_model, big = _setup(1, use_jit, eps=1.0, lr=1.0)
+    acc_model, acc = _setup(2, use_jit, eps=1.0, lr=1.0)
+    p0 = _params(big_model)
+    assert all(np.array_equal(p0[n], v) for n, v in _params(acc_model).items())
+    batch = _batch(big_model.config)
+    big_parts, stepped = big.step([ms.Tensor(a) for a in batch])
+    assert stepped
+    first, s1 = acc.step([ms.Tensor(a[:4]) for a in batch])
+    second, s2 = acc.step([ms.Tensor(a[4:]) for a in batch])
+    assert (s1, s2) == (False, True)
+    assert (first["loss"] + second["loss"]) / 2 == pytest.approx(big_parts["loss"], rel=1e-5)
+    pb, pa = _params(big_model), _params(acc_model)
+    moved = max(float(np.abs(pb[n] - p0[n]).max()) for n in pb)
+    assert moved > 1e-4  # the update is not trivially zero
+    for n in pb:
+        np.testing.assert_allclose(pa[n], pb[n], rtol=1e-4, atol=2e-6, err_msg=n)
+    assert all(float(np.abs(a.asnumpy()).max()) == 0.0 for a in acc.accum)  # buffers zeroed
+
+
+def test_graph_equals_pynative():
+    g_model, g = _setup(1, True, clip=0.15)
+    p_model, p = _setup(1, False, clip=0.15)
+    for seed in (0, 1):
+        batch = _batch(g_model.config, seed=seed)
+        gl, _ = g.step([ms.Tensor(a) for a in batch])
+        pl, _ = p.step([ms.Tensor(a) for a in batch])
+        for k in gl:
+            assert gl[k] == pytest.approx(pl[k], abs=1e-5, rel=1e-5), (seed, k)
+    pg, pp = _params(g_model), _params(p_model)
+    for n in pg:
+        np.testing.assert_allclose(pg[n], pp[n], atol=1e-5, err_msg=n)
+
+
+def test_non_finite_loss_raises_before_the_update():
+    model, acc = _setup(2, False)
+    batch = _batch(model.config, b=4)
+    batch[3][0, 0] = np.nan  # a NaN target
+    p0 = _params(model)
+    with pytest.raises(NonFiniteLossError, match="non-finite"):
+        acc.step([ms.Tensor(a) for a in batch])
+    assert acc.micro_done == 0
+    assert all(np.array_equal(v, _params(model)[n]) for n, v in p0.items())
