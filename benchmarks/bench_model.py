@@ -5,7 +5,8 @@
     python benchmarks/bench_model.py --presets tiny --batches 16 --what step --json out.json
 
 Times are the minimum over `--repeats` runs after one warm-up (which includes graph compilation,
-reported separately), since the CPU may be shared. The train step is forward + GroundingLoss +
+reported separately), since the CPU may be shared; the law types are timed round-robin so that
+load changes hit them alike. The train step is forward + GroundingLoss +
 backward + AdamWeightDecay on all trainable parameters, compiled with `mindspore.jit` in GRAPH mode.
 "LAW cost" is time(svd) / time(none) - 1 at the same preset, mode and batch.
 """
@@ -39,19 +40,6 @@ def _inputs(cfg, batch: int):
             Tensor((rng.random((batch, s, s)) > 0.5).astype(np.float32))]
 
 
-def _timed(fn, args, repeats: int):
-    t0 = time.perf_counter()
-    out = fn(*args)
-    _sync(out)
-    first = time.perf_counter() - t0
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        _sync(fn(*args))
-        times.append(time.perf_counter() - t0)
-    return first, min(times)
-
-
 def _sync(out):
     (out[0] if isinstance(out, (tuple, list)) else out).asnumpy()
 
@@ -80,24 +68,39 @@ def _step_fn(model, graph: bool):
 
 
 def run(presets, laws, modes, batches, what, repeats):
+    """Law types are timed interleaved (round-robin), so load changes on a shared CPU hit them alike."""
     rows = []
     for preset in presets:
-        for law in laws:
-            model = build_model(preset, law_type=law)
-            for mode in modes:
-                ms.set_context(mode=ms.GRAPH_MODE if mode == "graph" else ms.PYNATIVE_MODE)
-                graph = mode == "graph"
-                for batch in batches.get(preset, DEFAULT_BATCHES[preset]):
-                    args = _inputs(model.config, batch)
-                    row = dict(preset=preset, law=law, mode=mode, batch=batch)
-                    if "fwd" in what:
-                        model.set_train(False)
-                        row["fwd_first_s"], row["fwd_s"] = _timed(_forward_fn(model, graph), args[:3], repeats)
-                    if "step" in what:
-                        model.set_train(True)
-                        row["step_first_s"], row["step_s"] = _timed(_step_fn(model, graph), args, repeats)
-                    rows.append(row)
-                    print(json.dumps(row), flush=True)
+        models = {law: build_model(preset, law_type=law) for law in laws}
+        for mode in modes:
+            ms.set_context(mode=ms.GRAPH_MODE if mode == "graph" else ms.PYNATIVE_MODE)
+            graph = mode == "graph"
+            for batch in batches.get(preset, DEFAULT_BATCHES[preset]):
+                args = _inputs(models[laws[0]].config, batch)
+                res = {law: dict(preset=preset, law=law, mode=mode, batch=batch) for law in laws}
+                for kind in ("fwd", "step"):
+                    if kind not in what:
+                        continue
+                    fns, n_args = {}, 3 if kind == "fwd" else 5
+                    for law, model in models.items():
+                        model.set_train(kind == "step")  # forward: dropout / drop-path off
+                        fns[law] = (_forward_fn if kind == "fwd" else _step_fn)(model, graph)
+                        t0 = time.perf_counter()
+                        _sync(fns[law](*args[:n_args]))  # warm-up: compiles in GRAPH mode
+                        res[law][f"{kind}_first_s"] = time.perf_counter() - t0
+                    times = {law: [] for law in laws}
+                    for _ in range(repeats):
+                        for law in laws:
+                            models[law].set_train(kind == "step")
+                            t0 = time.perf_counter()
+                            _sync(fns[law](*args[:n_args]))
+                            times[law].append(time.perf_counter() - t0)
+                    for law in laws:
+                        res[law][f"{kind}_s"] = min(times[law])
+                for law in laws:
+                    rows.append(res[law])
+                    print(json.dumps(res[law]), flush=True)
+        del models
     return rows
 
 
