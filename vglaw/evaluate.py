@@ -115,7 +115,7 @@ def evaluate_split(model, ref_ds, tokenizer, *, img_size: int, max_len: int, bat
             original px), box_iou, pred_mask (COCO RLE, counts str), mask_inter, mask_union};
             the mask fields are absent when `with_masks` is False.
     """
-    from tqdm.auto import tqdm
+    from tqdm import tqdm  # plain text bars: tqdm.auto needs ipywidgets in notebooks
 
     from vglaw.data.pipeline import build_dataset
     from vglaw.data.transforms import Letterbox
