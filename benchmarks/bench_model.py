@@ -9,6 +9,9 @@ reported separately), since the CPU may be shared; the law types are timed round
 load changes hit them alike. The train step is forward + GroundingLoss +
 backward + AdamWeightDecay on all trainable parameters, compiled with `mindspore.jit` in GRAPH mode.
 "LAW cost" is time(svd) / time(none) - 1 at the same preset, mode and batch.
+Memory: all law types' models live at once; paper batch 2 in GRAPH mode with svd + none was
+killed by the OOM killer at 21 GB RSS on the 23 GB CPU box: there use `--laws svd` or batch 1.
+Measured results: benchmarks/RESULTS_model.md.
 """
 
 from __future__ import annotations
