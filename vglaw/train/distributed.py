@@ -18,7 +18,7 @@ import os
 
 import numpy as np
 
-__all__ = ["launched_by_msrun", "init_distributed", "barrier", "all_reduce_sum"]
+__all__ = ["launched_by_msrun", "is_msrun_scheduler", "init_distributed", "barrier", "all_reduce_sum"]
 
 log = logging.getLogger("vglaw")
 
@@ -28,8 +28,21 @@ def launched_by_msrun() -> bool:
     return os.environ.get("MS_ROLE") == "MS_WORKER" and int(os.environ.get("MS_WORKER_NUM", "1")) > 1
 
 
+def is_msrun_scheduler() -> bool:
+    """msrun also runs the script as the cluster's scheduler process (MS_ROLE=MS_SCHED)."""
+    return os.environ.get("MS_ROLE") == "MS_SCHED"
+
+
 def init_distributed() -> tuple[int, int]:
-    """Initialise communication when launched by msrun; returns (rank, world). (0, 1) alone."""
+    """Initialise communication when launched by msrun; returns (rank, world). (0, 1) alone.
+
+    In msrun's scheduler process `init()` serves the cluster until the workers are done;
+    it returns (-1, world) there and the caller must not train.
+    """
+    if is_msrun_scheduler():
+        from mindspore.communication import init
+        init()
+        return -1, int(os.environ.get("MS_WORKER_NUM", "1"))
     if not launched_by_msrun():
         return 0, 1
     import mindspore as ms

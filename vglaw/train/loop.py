@@ -160,7 +160,10 @@ def run_training(cfg: TrainConfig) -> Path:
     use_jit = cfg.mode_name == "GRAPH"
     ms.set_context(mode=ms.GRAPH_MODE if use_jit else ms.PYNATIVE_MODE)
     rank, world = init_distributed()
-    run = RunDir(Path(cfg.save_ckpt_dir or paths.default_runs_dir()) / cfg.experiment_name, writer=rank == 0)
+    run_path = Path(cfg.save_ckpt_dir or paths.default_runs_dir()) / cfg.experiment_name
+    if rank < 0:  # msrun's scheduler process: it only coordinated the workers
+        return run_path
+    run = RunDir(run_path, writer=rank == 0)
 
     resume = cfg.resume and run.last.is_file()
     if cfg.resume and not resume:
