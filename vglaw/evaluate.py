@@ -226,18 +226,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mask_threshold", type=float, default=0.5)
     p.add_argument("--canvas_threshold", type=float, default=CANVAS_THRESHOLD)
     p.add_argument("--no_masks", action="store_true", help="REC only (skip mask metrics and RLEs)")
-    p.add_argument("--device_target", default="CPU", choices=DEVICE_TARGETS)
-    p.add_argument("--mode_name", default="PYNATIVE", choices=MODES,
-                   help="PYNATIVE still compiles the forward once with mindspore.jit")
+    add_device_args(p, mode_help="PYNATIVE still compiles the forward once with mindspore.jit")
     p.add_argument("--no_progress", action="store_true")
     return p
+
+
+def add_device_args(p: argparse.ArgumentParser, mode_help: str | None = None) -> None:
+    """`--device_target` and `--mode_name` (shared by the eval/predict/visualize CLIs), for `setup_mindspore`."""
+    p.add_argument("--device_target", default="CPU", choices=DEVICE_TARGETS)
+    p.add_argument("--mode_name", default="PYNATIVE", choices=MODES, help=mode_help)
 
 
 def setup_mindspore(device_target: str, mode_name: str) -> None:
     """`mindspore.set_device` + execution mode (shared by the eval/predict/visualize CLIs)."""
     import mindspore
 
-    mindspore.set_device(device_target)
+    before = mindspore.get_context("device_target")
+    try:
+        mindspore.set_device(device_target)
+    except RuntimeError:
+        # The runtime already runs in this process (kernels executed before, e.g. in a notebook or a
+        # test session that ran models first): fine when it is on the requested device.
+        if before != device_target:
+            raise
     mindspore.set_context(mode=mindspore.GRAPH_MODE if mode_name == "GRAPH" else mindspore.PYNATIVE_MODE)
 
 

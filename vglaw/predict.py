@@ -118,7 +118,7 @@ def overlay(image, result: dict, text: str | None = None, *, color=_COLOR_PRED, 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from vglaw.evaluate import DEVICE_TARGETS, MODES
+    from vglaw.evaluate import add_device_args
 
     p = argparse.ArgumentParser(prog="python -m vglaw.predict", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -127,8 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--text", required=True, help="the referring expression")
     p.add_argument("--out", type=Path, default=Path("overlay.png"), help="overlay PNG to write")
     p.add_argument("--threshold", type=float, default=0.5, help="mask probability threshold")
-    p.add_argument("--device_target", default="CPU", choices=DEVICE_TARGETS)
-    p.add_argument("--mode_name", default="PYNATIVE", choices=MODES)
+    add_device_args(p)
     return p
 
 

@@ -184,7 +184,7 @@ def predict_records(model, tokenizer, ref_ds, indices: Sequence[int], *, thresho
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from vglaw.evaluate import DATASETS, DEVICE_TARGETS, MODES, SPLIT_BYS, SPLITS
+    from vglaw.evaluate import DATASETS, SPLIT_BYS, SPLITS, add_device_args
 
     p = argparse.ArgumentParser(prog="python -m vglaw.visualize", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -204,8 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache_dir", type=Path, default=None)
     p.add_argument("--threshold", type=float, default=0.5)
     p.add_argument("--ncols", type=int, default=4)
-    p.add_argument("--device_target", default="CPU", choices=DEVICE_TARGETS)
-    p.add_argument("--mode_name", default="PYNATIVE", choices=MODES)
+    add_device_args(p)
     return p
 
 

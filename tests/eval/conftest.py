@@ -30,10 +30,10 @@ def val_ds(shapes_data):
 def tiny_model():
     import mindspore
 
-    mindspore.set_device("CPU")
-    mindspore.set_context(mode=mindspore.PYNATIVE_MODE)
+    from vglaw.evaluate import setup_mindspore
     from vglaw.models import build_model
 
+    setup_mindspore("CPU", "PYNATIVE")
     mindspore.set_seed(0)
     return build_model(preset="tiny")
 

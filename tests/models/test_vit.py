@@ -14,9 +14,9 @@ from mindspore import Tensor  # noqa: E402
 
 from vglaw.config import make_model_config  # noqa: E402
 from vglaw.models.heads import RESHead, align_corners_matrix  # noqa: E402
-from vglaw.models.vit import (Attention, ViTDet, bicubic_resize_matrix, crop_rel_pos,  # noqa: E402
-                              detectron2_to_vglaw_name,
-                              rel_pos_index, resize_abs_pos_embed, resize_rel_pos,
+from vglaw.models.resize import (bicubic_resize_matrix, crop_rel_pos, resize_abs_pos_embed,  # noqa: E402
+                                 resize_rel_pos)
+from vglaw.models.vit import (Attention, ViTDet, detectron2_to_vglaw_name, rel_pos_index,  # noqa: E402
                               window_partition, window_unpartition)
 
 

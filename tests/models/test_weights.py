@@ -10,8 +10,9 @@ import pytest
 
 os.environ.setdefault("GLOG_v", "4")
 
-from vglaw.models.weights import (WeightsError, bicubic_resize, crop_or_resize_rel_pos,  # noqa: E402
-                                  linear_resize, load_vitdet, resize_abs_pos)
+from vglaw.models.resize import (bicubic_resize, crop_or_resize_rel_pos, linear_resize,  # noqa: E402
+                                 resize_abs_pos)
+from vglaw.models.weights import WeightsError, load_vitdet  # noqa: E402
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional

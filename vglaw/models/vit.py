@@ -5,7 +5,8 @@ blocks, global attention in a few, decomposed relative position in every block, 
 position embedding learnt at the pretrain grid and resized to the token grid, no final norm.
 Parameter names under `backbone.` equal detectron2's under `backbone.net.` except LayerNorm
 weight/bias (MindSpore: gamma/beta), see `VIT_DETECTRON2_NAME_MAP` / `detectron2_to_vglaw_name`.
-The pos-embed and rel-pos resizes happen on the host (NumPy) at init / load, never in construct.
+The pos-embed and rel-pos resizes happen on the host (NumPy, `vglaw.models.resize`) at init / load,
+never in construct.
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ from mindspore import Parameter, Tensor, nn, ops
 from mindspore.common.initializer import TruncatedNormal, Zero, initializer
 
 from vglaw.models.law import adaptive_qkv
+from vglaw.models.resize import linear_resize_matrix, resize_abs_pos_embed
 
 __all__ = ["ViTDet", "Block", "Attention", "window_partition", "window_unpartition",
-           "rel_pos_index", "linear_resize_matrix", "bicubic_resize_matrix", "resize_rel_pos", "crop_rel_pos",
-           "resize_abs_pos_embed", "VIT_DETECTRON2_NAME_MAP", "detectron2_to_vglaw_name"]
+           "rel_pos_index", "VIT_DETECTRON2_NAME_MAP", "detectron2_to_vglaw_name"]
 
 # detectron2 suffix -> vglaw suffix (names under `backbone.net.` -> under `backbone.`); all
 # others (patch_embed.proj.*, pos_embed, attn.qkv.*, attn.proj.*, attn.rel_pos_*, mlp.fc*) are equal.
@@ -42,82 +43,7 @@ def detectron2_to_vglaw_name(name: str, prefix: str = "backbone.") -> str | None
     return prefix + rest
 
 
-# ----------------------------------------------------------------------------- host-side resizes
-def linear_resize_matrix(n_in: int, n_out: int) -> np.ndarray:
-    """(n_out, n_in) matrix of torch `F.interpolate(mode="linear", align_corners=False)`."""
-    m = np.zeros((n_out, n_in), np.float64)
-    scale = n_in / n_out
-    for i in range(n_out):
-        src = max((i + 0.5) * scale - 0.5, 0.0)
-        x0 = min(int(math.floor(src)), n_in - 1)
-        x1 = min(x0 + 1, n_in - 1)
-        lam = src - x0
-        m[i, x0] += 1.0 - lam
-        m[i, x1] += lam
-    return m
-
-
-def _cubic(t: float, a: float = -0.75) -> np.ndarray:
-    # Keys cubic convolution weights for offsets (-1, 0, 1, 2), as in torch's upsample_bicubic2d.
-    def near(x):
-        return ((a + 2) * x - (a + 3)) * x * x + 1
-
-    def far(x):
-        return ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
-
-    return np.array([far(t + 1), near(t), near(1 - t), far(2 - t)])
-
-
-def bicubic_resize_matrix(n_in: int, n_out: int) -> np.ndarray:
-    """(n_out, n_in) matrix of torch `F.interpolate(mode="bicubic", align_corners=False)` (1-D)."""
-    m = np.zeros((n_out, n_in), np.float64)
-    scale = n_in / n_out
-    for i in range(n_out):
-        src = (i + 0.5) * scale - 0.5
-        x0 = int(math.floor(src))
-        w = _cubic(src - x0)
-        for k in range(4):
-            m[i, min(max(x0 - 1 + k, 0), n_in - 1)] += w[k]
-    return m
-
-
-def resize_rel_pos(table: np.ndarray, length: int) -> np.ndarray:
-    """Linear resize of a rel-pos table (L, C) -> (length, C), detectron2's `get_rel_pos`."""
-    if table.shape[0] == length:
-        return table
-    return (linear_resize_matrix(table.shape[0], length) @ table.astype(np.float64)).astype(table.dtype)
-
-
-def crop_rel_pos(table: np.ndarray, length: int) -> np.ndarray:
-    """Centre crop of a rel-pos table (L, C) -> (length, C): keeps the embeddings of offsets
-    -(length-1)/2 .. (length-1)/2 (DESIGN §3.1: the (127, 64) tables of the 1024-px detectron2
-    checkpoint become (55, 64) at 448). Use `resize_rel_pos` for detectron2's interpolation."""
-    n = table.shape[0]
-    if length > n or (n - length) % 2:
-        raise ValueError(f"cannot centre-crop a rel-pos table of {n} rows to {length}")
-    start = (n - length) // 2
-    return table[start:start + length]
-
-
-def resize_abs_pos_embed(pos: np.ndarray, grid: int, has_cls: bool = True) -> np.ndarray:
-    """detectron2 `get_abs_pos` on the host: (1, [1+]G*G, C) -> (1, grid, grid, C) bicubic."""
-    pos = np.asarray(pos)
-    if pos.ndim == 4:  # already (1, G, G, C)
-        g0 = pos.shape[1]
-        pos = pos.reshape(1, g0 * g0, pos.shape[-1])
-        has_cls = False
-    tokens = pos[:, 1:] if has_cls else pos
-    g0 = int(round(math.sqrt(tokens.shape[1])))
-    if g0 * g0 != tokens.shape[1]:
-        raise ValueError(f"absolute position embedding of {tokens.shape[1]} tokens is not a square grid")
-    t = tokens.reshape(g0, g0, -1).astype(np.float64)
-    if g0 != grid:
-        m = bicubic_resize_matrix(g0, grid)
-        t = np.einsum("ih,hwc->iwc", m, t)
-        t = np.einsum("jw,iwc->ijc", m, t)
-    return t[None].astype(np.float32)
-
-
+# ----------------------------------------------------------------------------- rel-pos indices
 def rel_pos_index(q_size: int, k_size: int) -> np.ndarray:
     """(q_size, k_size) int indices into a (2*max-1, C) table, detectron2's `get_rel_pos`."""
     q = np.arange(q_size)[:, None] * max(k_size / q_size, 1.0)

@@ -5,15 +5,14 @@ detectron2 pickle. They check every name and shape before touching the model, so
 leaves the model as it was, and they return a `WeightsReport` saying what was loaded, what was
 adapted (rel-pos crop, pos-embed resize) and what in the file was ignored.
 
-The resampling helpers (`bicubic_resize`, `linear_resize`, `crop_or_resize_rel_pos`,
-`resize_abs_pos`) are plain NumPy and match torch's `F.interpolate(..., align_corners=False)`.
+The resampling (rel-pos crop/resize, pos-embed resize) is `vglaw.models.resize`, plain NumPy
+matching torch's `F.interpolate(..., align_corners=False)`; `WeightsError` is defined there too.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,16 +20,13 @@ from typing import Callable
 
 import numpy as np
 
-__all__ = ["WeightsReport", "WeightsError", "load_text_encoder", "load_vitdet", "bicubic_resize",
-           "linear_resize", "crop_or_resize_rel_pos", "resize_abs_pos"]
+from vglaw.models.resize import WeightsError, crop_or_resize_rel_pos, resize_abs_pos
+
+__all__ = ["WeightsReport", "WeightsError", "load_text_encoder", "load_vitdet"]
 
 log = logging.getLogger("vglaw")
 
 DETECTRON2_PREFIX = "backbone.net."
-
-
-class WeightsError(ValueError):
-    """A pretrained file does not fit the model (name, shape or config mismatch)."""
 
 
 @dataclass
@@ -44,121 +40,6 @@ class WeightsReport:
         return (f"{self.source}: loaded {len(self.loaded)} parameters, adapted {len(self.adapted)}, "
                 f"ignored {len(self.ignored)} entries of the file")
 
-
-# --------------------------------------------------------------------------- resampling (NumPy)
-
-def _cubic_weights(in_size: int, out_size: int) -> np.ndarray:
-    """(out, in) matrix of torch's bicubic (A = -0.75, align_corners=False, border-clamped)."""
-    a = -0.75
-    scale = in_size / out_size
-    m = np.zeros((out_size, in_size), dtype=np.float64)
-    for o in range(out_size):
-        src = scale * (o + 0.5) - 0.5  # torch does not clamp the cubic source index
-        i0 = math.floor(src)
-        t = src - i0
-        coeffs = (
-            ((a * (t + 1) - 5 * a) * (t + 1) + 8 * a) * (t + 1) - 4 * a,
-            ((a + 2) * t - (a + 3)) * t * t + 1,
-            ((a + 2) * (1 - t) - (a + 3)) * (1 - t) * (1 - t) + 1,
-            ((a * (2 - t) - 5 * a) * (2 - t) + 8 * a) * (2 - t) - 4 * a,
-        )
-        for k, c in enumerate(coeffs):
-            m[o, min(max(i0 - 1 + k, 0), in_size - 1)] += c
-    return m
-
-
-def _linear_weights(in_size: int, out_size: int) -> np.ndarray:
-    """(out, in) matrix of torch's linear interpolation (align_corners=False)."""
-    scale = in_size / out_size
-    m = np.zeros((out_size, in_size), dtype=np.float64)
-    for o in range(out_size):
-        src = max(scale * (o + 0.5) - 0.5, 0.0)  # torch clamps negative sources for linear
-        i0 = min(int(math.floor(src)), in_size - 1)
-        i1 = min(i0 + 1, in_size - 1)
-        lam = src - i0
-        m[o, i0] += 1.0 - lam
-        m[o, i1] += lam
-    return m
-
-
-def bicubic_resize(grid: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
-    """Resize (H, W, C) to (h, w, C) like torch's bicubic F.interpolate with align_corners=False."""
-    h_in, w_in, _ = grid.shape
-    mh, mw = _cubic_weights(h_in, out_hw[0]), _cubic_weights(w_in, out_hw[1])
-    out = np.einsum("oh,hwc,pw->opc", mh, grid.astype(np.float64), mw)
-    return out.astype(grid.dtype)
-
-
-def linear_resize(table: np.ndarray, out_len: int) -> np.ndarray:
-    """Resize (L, C) to (out_len, C) along the first axis like torch's linear F.interpolate."""
-    m = _linear_weights(table.shape[0], out_len)
-    return (m @ table.astype(np.float64)).astype(table.dtype)
-
-
-def crop_or_resize_rel_pos(table: np.ndarray, out_len: int) -> tuple[np.ndarray, str]:
-    """Fit a (2S-1, d) relative-position table to out_len rows.
-
-    Larger tables are centre-cropped (the middle row is offset 0, so cropping keeps the offsets the
-    smaller window can see, DESIGN §3.1); smaller ones are interpolated linearly as ViTDet's
-    `get_rel_pos` does. Returns the table and a word saying which was done.
-    """
-    n = table.shape[0]
-    if n == out_len:
-        return table, "kept"
-    if n > out_len:
-        if (n - out_len) % 2:
-            raise WeightsError(f"cannot centre-crop a relative-position table of {n} rows to {out_len} "
-                               "rows (both must be odd, 2*size-1)")
-        start = (n - out_len) // 2
-        return table[start:start + out_len], "centre-cropped"
-    return linear_resize(table, out_len), "linearly interpolated"
-
-
-def resize_abs_pos(pos: np.ndarray, target_shape: tuple[int, ...]) -> tuple[np.ndarray, str]:
-    """Fit detectron2's (1, [1+] S*S, C) absolute position embedding to `target_shape`.
-
-    The cls entry (present when the count is 1 + a square) is dropped, the S x S grid is resized
-    bicubically to the target grid (as ViTDet's `get_abs_pos`). Targets: (1, h, w, C),
-    (1, h*w, C) with a square grid, or (1, 1+h*w, C) which keeps the cls entry.
-    """
-    if pos.ndim != 3 or pos.shape[0] != 1:
-        raise WeightsError(f"pos_embed must be (1, N, C), got {pos.shape}")
-    n, c = pos.shape[1], pos.shape[2]
-    side = math.isqrt(n)
-    has_cls = side * side != n
-    if has_cls:
-        side = math.isqrt(n - 1)
-        if side * side != n - 1:
-            raise WeightsError(f"pos_embed has {n} positions: neither S*S nor 1+S*S")
-    cls, grid = (pos[:, :1], pos[:, 1:]) if has_cls else (None, pos)
-    grid = grid.reshape(side, side, c)
-    if len(target_shape) == 4:
-        _, h, w, tc = target_shape
-        keep_cls, flat = False, False
-    elif len(target_shape) == 3:
-        tn, tc = target_shape[1], target_shape[2]
-        keep_cls = math.isqrt(tn) ** 2 != tn
-        h = w = math.isqrt(tn - 1 if keep_cls else tn)
-        if h * w != tn - int(keep_cls):
-            raise WeightsError(f"target pos_embed {target_shape} is not a square token grid")
-        flat = True
-    else:
-        raise WeightsError(f"unsupported target pos_embed shape {target_shape}")
-    if tc != c:
-        raise WeightsError(f"pos_embed width {c} in the file, {tc} in the model")
-    if keep_cls and cls is None:
-        raise WeightsError(f"the model's pos_embed {target_shape} has a cls entry, the file's {pos.shape} has not")
-    out = grid if (h, w) == (side, side) else bicubic_resize(grid, (h, w))
-    how = f"dropped cls, bicubic {side}x{side} -> {h}x{w}" if has_cls and not keep_cls else f"bicubic {side}x{side} -> {h}x{w}"
-    out = out[None]  # (1, h, w, C)
-    if flat:
-        out = out.reshape(1, h * w, c)
-        if keep_cls:
-            out = np.concatenate([cls, out], axis=1)
-    return out, how
-
-
-# --------------------------------------------------------------------------- shared plumbing
 
 def _named_params(cell) -> dict:
     return {name: p for name, p in cell.parameters_and_names()}
