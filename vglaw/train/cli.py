@@ -25,6 +25,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import signal
 import sys
 from typing import Sequence
 
@@ -98,6 +99,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("vglaw").setLevel(logging.INFO)
     from vglaw.train.loop import TrainingFailed, run_training
+
+    def _terminated(signum, frame):  # SIGTERM -> SystemExit, so status.json says "failed"
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, _terminated)
     try:
         run_dir = run_training(cfg)
     except (ConfigError, FileNotFoundError) as exc:
