@@ -177,3 +177,21 @@ def test_reserved_name_and_bad_meta(tmp_path):
     with pytest.raises(TypeError, match="JSON"):
         save_checkpoint(tmp_path / "x.ckpt", {"w": np.zeros(1)}, {"bad": object()})
     assert os.listdir(tmp_path) == []
+
+
+def test_training_state_loads_as_a_model(tmp_path, saved):
+    """A run's last.ckpt (model + optimiser moments) evaluates like best.ckpt; its optimiser
+    entries only count as unexpected when asked."""
+    model, path = saved
+    arrays, meta = read_checkpoint(path)
+    first = sorted(arrays)[0]
+    arrays.update({f"adam_m.{first}": np.zeros_like(arrays[first]), "global_step": np.array([7], np.int32)})
+    state = save_checkpoint(tmp_path / "last.ckpt", arrays, dict(meta, kind="vglaw-train-state/1"))
+    fresh = _model()
+    load_model(fresh, state)
+    assert np.array_equal(_params(fresh)[first], _params(model)[first])
+    with pytest.raises(CheckpointError, match="unexpected"):
+        load_model(fresh, state, strict_optimizer=True)
+    plain = save_checkpoint(tmp_path / "plain.ckpt", arrays, meta)  # not a training state: strict as ever
+    with pytest.raises(CheckpointError, match="global_step"):
+        load_model(fresh, plain)

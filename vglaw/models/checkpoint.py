@@ -147,12 +147,15 @@ def _config_diff(expected: dict, found: dict, keys) -> list[str]:
             for k in sorted(keys) if expected.get(k, "<absent>") != found.get(k, "<absent>")]
 
 
-def load_model(model, path: str | Path, strict: bool = True, check_config: bool = True) -> LoadReport:
+def load_model(model, path: str | Path, strict: bool = True, check_config: bool = True,
+               strict_optimizer: bool = False) -> LoadReport:
     """Load a checkpoint into `model`; returns a LoadReport(missing, unexpected, mismatched, meta).
 
     Refuses (CheckpointError) a checkpoint whose stored config differs from `model.config` in any
     field but the training-only SOFT_CONFIG_FIELDS (check_config=False skips that), any shape mismatch, and, when strict, any missing or
-    unexpected key. Nothing is written into the model unless the whole load is accepted.
+    unexpected key. Nothing is written into the model unless the whole load is accepted. A training
+    state (a run's last.ckpt) loads too: its optimiser entries are not counted as unexpected unless
+    strict_optimizer.
     """
     from mindspore import Tensor
     path = Path(path)
@@ -177,6 +180,9 @@ def load_model(model, path: str | Path, strict: bool = True, check_config: bool 
     report = LoadReport(meta=meta)
     report.missing = sorted(set(params) - set(arrays))
     report.unexpected = sorted(set(arrays) - set(params))
+    if str(meta.get("kind", "")).startswith("vglaw-train-state") and not strict_optimizer:
+        # A run's last.ckpt also holds optimiser moments and the step: not model weights.
+        report.unexpected = []
     for name in sorted(set(params) & set(arrays)):
         if tuple(arrays[name].shape) != tuple(params[name].shape):
             report.mismatched.append(f"{name}: file {tuple(arrays[name].shape)} vs model {tuple(params[name].shape)}")

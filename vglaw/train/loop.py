@@ -285,7 +285,7 @@ def run_training(cfg: TrainConfig) -> Path:
                                        python_multiprocessing=False)
             model.set_train(True)
             if rank == 0 and cfg.progress:
-                from tqdm.auto import tqdm
+                from tqdm import tqdm  # plain text bars: tqdm.auto needs ipywidgets in notebooks
                 progress = tqdm(total=used_batches, initial=batch0, desc=f"epoch {epoch}", leave=False,
                                 dynamic_ncols=True)
             done = batch0
