@@ -30,7 +30,7 @@ split_by = None  # None: the dataset's usual split (unc, umd, berkeley)
 law_type = "svd"  # none, la, od1, od2, od3, svd
 preset = "tiny"  # tiny (CPU workbook) or paper (DESIGN section 3, for GPU/Ascend)
 img_size = None  # canvas side in pixels; None: the preset's
-max_epochs = None  # None: the preset's recipe
+max_epochs = 2  # the workbook's budget (about 7 CPU minutes); None: the preset's recipe
 batch_size = None  # per device and micro-step; None: the recipe's
 batch_sum = None  # effective batch of one update (gradient accumulation); None: the recipe's
 lr_lang = None  # text-encoder LR; None: the recipe's
@@ -43,7 +43,6 @@ cache_dir = ""  # preprocessed cache; empty: .cache/refer in the repository
 save_ckpt_dir = ""  # where run directories go; empty: runs/ in the repository
 experiment_name = "train-shapes-tiny-svd"  # run directory name
 pretrained_path = ""  # a full VG-LAW checkpoint to start from; empty: none
-resume = False  # continue an interrupted run from its last.ckpt
 seed = 0  # model init, data order and augmentation
 mode_name = "GRAPH"  # GRAPH (mindspore.jit train step) or PYNATIVE (debugging)
 device_target = "CPU"  # CPU, GPU or Ascend
@@ -68,7 +67,8 @@ from IPython.display import display
 
 from vglaw.data import RefDataset
 from vglaw.paths import default_cache_dir, default_data_root, default_runs_dir, repo_root, reports_dir, resolve_path
-from vglaw.train import TrainConfig, resolve_config, run_training
+from vglaw.runs import train_or_reuse
+from vglaw.train import TrainConfig, resolve_config
 from vglaw.visualize import draw_panels
 
 logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -81,7 +81,7 @@ cfg = resolve_config(TrainConfig(**{**dict(
     data_root=str(resolve_path(P.data_root, smoke_root / "data" if P.smoke else default_data_root())),
     cache_dir=str(resolve_path(P.cache_dir, smoke_root / "cache" if P.smoke else default_cache_dir())),
     save_ckpt_dir=str(resolve_path(P.save_ckpt_dir, smoke_root / "runs" if P.smoke else default_runs_dir())),
-    experiment_name=P.experiment_name, pretrained_path=P.pretrained_path or None, resume=P.resume,
+    experiment_name=P.experiment_name, pretrained_path=P.pretrained_path or None,
     seed=P.seed, mode_name=P.mode_name, device_target=P.device_target), **smoke_overrides}))
 display(pd.Series({k: v for k, v in vars(cfg).items()}, name="resolved config").to_frame())
 
@@ -89,10 +89,10 @@ display(pd.Series({k: v for k, v in vars(cfg).items()}, name="resolved config").
 # ## 1. Train
 #
 # Progress goes to the bar below; every `log_freq` updates a line goes to `train_log.jsonl`.
-# Re-running with `resume=True` continues from `last.ckpt`.
+# A finished run with the same settings is reused; an interrupted one resumes from `last.ckpt`.
 
 # %%
-run_dir = run_training(cfg)
+run_dir = train_or_reuse(cfg)
 print(run_dir)
 
 # %% [markdown]

@@ -31,7 +31,8 @@ law_shared = []  # extra knob: [True, False] compares one shared P/Q pair with o
 law_blocks = []  # extra knob: lists of adaptive block indices, e.g. [[0, 1], [2, 3]]
 dataset = "shapes"  # dataset of every run
 preset = "tiny"  # model preset of every run
-max_epochs = 6  # epochs per run (shorter than 02_train: six runs must fit the workbook budget)
+max_epochs = 1  # epochs per run
+max_steps = 100  # optimiser updates per run (six runs must fit the workbook budget); None: all epochs
 batch_size = None  # None: the recipe's
 use_mask = True  # multi-task (REC + RES)
 data_root = ""  # empty: data/ in the repository
@@ -62,7 +63,7 @@ logging.basicConfig(level=logging.INFO, format="%(message)s")
 smoke_root = repo_root() / ".cache" / "smoke"
 smoke_overrides = dict(synthetic_images=40, max_steps=4, max_epochs=1, log_freq=1) if P.smoke else {}
 base = resolve_config(TrainConfig(**{**dict(
-    preset=P.preset, dataset=P.dataset, max_epochs=P.max_epochs, batch_size=P.batch_size, use_mask=P.use_mask,
+    preset=P.preset, dataset=P.dataset, max_epochs=P.max_epochs, max_steps=P.max_steps, batch_size=P.batch_size, use_mask=P.use_mask,
     translate=True,
     data_root=str(resolve_path(P.data_root, smoke_root / "data" if P.smoke else default_data_root())),
     cache_dir=str(resolve_path(P.cache_dir, smoke_root / "cache" if P.smoke else default_cache_dir())),

@@ -43,7 +43,8 @@ def grid(law_types: Sequence[str], seeds: Sequence[int], extra: dict[str, Sequen
 
 
 def _fingerprint(cfg_dict: dict) -> str:
-    skip = {"experiment_name", "save_ckpt_dir", "short_comment", "resume", "seed", *ABLATION_KNOBS}
+    skip = {"experiment_name", "save_ckpt_dir", "short_comment", "resume", "overwrite", "progress",
+            "num_workers", "log_freq", "seed", *ABLATION_KNOBS}
     stable = {k: v for k, v in sorted(cfg_dict.items()) if k not in skip}
     return hashlib.sha256(json.dumps(stable, sort_keys=True, default=str).encode()).hexdigest()[:8]
 
@@ -67,19 +68,18 @@ def _point_config(base, name: str, point: dict):
     model_keys = {"law_shared", "law_blocks"}
     overrides = dict(base.model_overrides or {}, **{k: v for k, v in point.items() if k in model_keys})
     fields = {k: v for k, v in point.items() if k not in model_keys}
-    # An unfinished directory of the same name is an interrupted point: continue it.
-    resume = (Path(base.save_ckpt_dir) / name / "last.ckpt").is_file()
-    return dataclasses.replace(base, experiment_name=name, model_overrides=overrides, resume=resume, **fields)
+    return dataclasses.replace(base, experiment_name=name, model_overrides=overrides, **fields)
 
 
 def run_ablation(base, law_types: Iterable[str], seeds: Iterable[int], *, prefix: str = "ablation",
                  extra: dict[str, Sequence[Any]] | None = None, train_fn=None) -> pd.DataFrame:
     """Train every missing grid point from the TrainConfig `base`; return the scanned results.
 
-    `train_fn(cfg) -> run_dir` defaults to `vglaw.train.run_training` (a parameter for tests).
+    `train_fn(cfg) -> run_dir` defaults to `vglaw.runs.train_or_reuse`, which also resumes an
+    interrupted point (a parameter for tests).
     """
     if train_fn is None:
-        from vglaw.train import run_training as train_fn
+        from vglaw.runs import train_or_reuse as train_fn
     base_dict = dataclasses.asdict(base)
     runs_dir = Path(base.save_ckpt_dir)
     points = grid(list(law_types), list(seeds), extra)
