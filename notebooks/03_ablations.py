@@ -88,7 +88,7 @@ by = ["law_type", *extra]
 summary = ablation_summary(df, "val", by=by)
 md, csv = write_table(summary, "ablation_law_type", out / "tables",
                       title=f"Ablation over {', '.join(by)} ({P.dataset}, preset {P.preset}, "
-                            f"{base.max_epochs} epochs, val; mean and std over seeds)")
+                            f"{base.max_steps or base.max_epochs} {'updates' if base.max_steps else 'epochs'}, val; mean and std over seeds)")
 display(Markdown(md.read_text()))
 
 # %% [markdown]
