@@ -19,12 +19,15 @@ from typing import Any
 
 from vglaw.paths import repo_root, reports_dir
 
-__all__ = ["NOTEBOOKS", "run_notebook", "export_html", "reproduce", "main"]
+__all__ = ["NOTEBOOKS", "REPRODUCE_PARAMETERS", "run_notebook", "export_html", "reproduce", "main"]
 
 log = logging.getLogger("vglaw")
 
 # The workbook, in order. Each runs on the synthetic default with its own defaults.
 NOTEBOOKS = ("01_preprocess", "02_train", "03_ablations", "04_results", "05_inspect")
+# `make reproduce` also keeps each notebook's figures and tables under reports/ (relative paths
+# resolve against the repository root).
+REPRODUCE_PARAMETERS = {name: {"report_dir": "reports"} for name in NOTEBOOKS}
 
 
 def notebook_path(name: str) -> Path:
@@ -84,7 +87,8 @@ def _write_index(rows: list[tuple[str, float, str]], path: Path) -> None:
         f"<h2>Tables</h2><ul>{links}</ul><h2>Figures</h2>{figs}", encoding="utf-8")
 
 
-def reproduce(notebooks: tuple[str, ...] = NOTEBOOKS, parameters: dict[str, dict[str, Any]] | None = None) -> Path:
+def reproduce(notebooks: tuple[str, ...] = NOTEBOOKS,
+              parameters: dict[str, dict[str, Any]] | None = REPRODUCE_PARAMETERS) -> Path:
     """Run the notebooks in order, export HTML and write `reports/index.html`; returns the index."""
     rows: list[tuple[str, float, str]] = []
     work, html_dir = reports_dir() / "_work", reports_dir() / "html"
