@@ -93,4 +93,6 @@ def run_ablation(base, law_types: Iterable[str], seeds: Iterable[int], *, prefix
         log.info("[%d/%d] %s: training", i, len(points), name)
         train_fn(_point_config(base, name, point))
     df = scan_runs(runs_dir)
-    return df[df["run"].isin(names)].reset_index(drop=True)
+    order = {name: i for i, name in enumerate(names)}  # grid order, not alphabetical
+    df = df[df["run"].isin(names)]
+    return df.sort_values("run", key=lambda runs: runs.map(order), kind="stable").reset_index(drop=True)

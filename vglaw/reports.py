@@ -131,7 +131,7 @@ def ablation_summary(df: pd.DataFrame, split: str = "val", by: Iterable[str] = (
     sel = df[df["split"] == split].copy()
     for key in ("prec@0.5", "miou"):
         sel[key] = 100.0 * sel[key].astype(float)
-    out = sel.groupby(by, dropna=False).agg(
+    out = sel.groupby(by, dropna=False, sort=False).agg(  # groups in the order the runs come
         runs=("run", "count"), seeds=("seed", lambda s: ",".join(str(x) for x in sorted(s))),
         prec_mean=("prec@0.5", "mean"), prec_std=("prec@0.5", "std"),
         miou_mean=("miou", "mean"), miou_std=("miou", "std")).reset_index()
