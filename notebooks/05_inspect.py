@@ -69,9 +69,14 @@ if figures:
 if P.image_path:
     image, texts = resolve_path(P.image_path, repo_root()), list(P.texts)
 else:
-    first = ds[0]
-    image = first["image_path"]
-    texts = list(P.texts) or [ds[i]["phrase"] for i in range(len(ds)) if ds[i]["image_id"] == first["image_id"]][:4]
+    # The val image with the most distinct referred objects, one expression for each.
+    refs_of = {}
+    for i in range(len(ds)):
+        r = ds.record(i)
+        refs_of.setdefault(r["image_id"], {}).setdefault(r["ref_id"], (i, r["phrase"]))
+    image_id = max(refs_of, key=lambda k: len(refs_of[k]))
+    image = ds.record(next(iter(refs_of[image_id].values()))[0])["image_path"]
+    texts = list(P.texts) or [phrase for _, phrase in refs_of[image_id].values()][:4]
 if not texts:
     raise ValueError("texts is empty: give expressions for image_path")
 fig, axes = plt.subplots(1, len(texts), figsize=(3.6 * len(texts), 3.8), squeeze=False)
@@ -92,7 +97,7 @@ plt.close(fig)
 # %%
 predictions = json.loads((run_dir / "predictions_val.json").read_text())
 order = np.argsort([p["box_iou"] for p in predictions])
-index_of = {int(ds[i]["sent_id"]): i for i in range(len(ds))}
+index_of = {ds.record(i)["sent_id"]: i for i in range(len(ds))}
 for title, chosen in (("successes", order[::-1][:P.n_gallery]), ("failures", order[:P.n_gallery])):
     picks = [index_of[int(predictions[j]["sent_id"])] for j in chosen]
     grid, _ = draw_panels(ds, predictions, picks, ncols=min(P.n_gallery, 6))
@@ -121,11 +126,12 @@ else:
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     axes[0].plot(model.config.adaptive_blocks, change.T, marker="o")
     axes[0].set_xlabel("block")
+    axes[0].set_xticks(list(model.config.adaptive_blocks))
     axes[0].set_ylabel("relative qkv change")
     axes[0].legend([t[:24] for t in texts], fontsize=7)
     for ax, b in zip(axes[1:], (0, -1)):
         im = ax.imshow(cos[b], vmin=-1, vmax=1, cmap="coolwarm")
-        ax.set_title(f"cosine of generated weights, block {model.config.adaptive_blocks[b]}")
+        ax.set_title(f"cosine of generated weights, block {model.config.adaptive_blocks[b]}", fontsize=9)
         ax.set_xticks(range(len(texts)), [t[:14] for t in texts], rotation=45, fontsize=7)
         ax.set_yticks(range(len(texts)), [t[:14] for t in texts], fontsize=7)
     fig.colorbar(im, ax=axes[1:])
