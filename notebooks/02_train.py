@@ -100,6 +100,7 @@ print(run_dir)
 
 # %%
 log = pd.json_normalize([json.loads(line) for line in (run_dir / "train_log.jsonl").read_text().splitlines()])
+log = log[log["eval"].isna()] if "eval" in log else log  # val evaluations are logged in between
 loss_cols = [c for c in ("loss", "l1", "giou", "focal", "dice") if c in log]
 lr_cols = [c for c in log.columns if c.startswith("lr.")]
 fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.5))
