@@ -9,31 +9,79 @@ from __future__ import annotations
 import numpy as np
 from mindspore import Parameter, Tensor, nn, ops
 
-__all__ = ["RECHead", "RESHead", "MultiTaskHead", "align_corners_matrix"]
+from vglaw.models.init import init_rng
+
+__all__ = ["sincos_2d", "RECHead", "RESHead", "MultiTaskHead", "align_corners_matrix"]
+
+
+def sincos_2d(grid: int, channels: int) -> np.ndarray:
+    """Fixed 2-D sine-cosine position code (grid*grid, channels), row-major tokens (MAE style):
+    half the channels encode the row, half the column, each as sin/cos at geometric frequencies."""
+    if channels % 4:
+        raise ValueError(f"the 2-D sin-cos position code needs channels divisible by 4, got {channels}")
+    quarter = channels // 4
+    omega = 1.0 / (10000.0 ** (np.arange(quarter, dtype=np.float64) / quarter))  # (c/4,)
+    ys, xs = np.meshgrid(np.arange(grid, dtype=np.float64), np.arange(grid, dtype=np.float64),
+                         indexing="ij")
+
+    def code(pos):
+        out = pos.reshape(-1, 1) * omega.reshape(1, -1)
+        return np.concatenate([np.sin(out), np.cos(out)], axis=1)
+
+    return np.concatenate([code(ys), code(xs)], axis=1).astype(np.float32)  # (g*g, c)
 
 
 class RECHead(nn.Cell):
-    """Query = Linear(c), keys = Linear(tokens), one head, softmax over tokens; values = raw tokens;
-    then MLP C-hidden-hidden-4 (ReLU) and a sigmoid.
+    """Query = Linear(c), keys = Linear(tokens), one head, softmax over tokens; values = tokens;
+    then MLP -hidden-hidden-4 (ReLU) and a sigmoid.
+
+    With `token_norm=False, pos_dim=0` this is the paper's head (DESIGN §3.4) exactly. The two
+    options exist because a from-scratch backbone gives this head nothing to read the box from
+    (issue 8): softmax pooling of position-free values is permutation invariant, and un-normalised
+    tokens (RMS 0.9 -> 22 in 300 updates) saturate the softmax.
+      token_norm: LayerNorm on the tokens entering the head (keys and values).
+      pos_dim > 0: a fixed 2-D sin-cos code of pos_dim channels is added to the keys through a
+        Linear and pooled by the same attention; the MLP reads concat(attn @ tokens, attn @ pos).
 
     Args:
         vis_dim: backbone channels C. text_dim: [CLS] width D. attn_dim: q/k width. hidden: MLP width.
+        grid: token grid side (for the position code).
     """
 
-    def __init__(self, vis_dim: int, text_dim: int, attn_dim: int = 64, hidden: int = 256):
+    def __init__(self, vis_dim: int, text_dim: int, attn_dim: int = 64, hidden: int = 256, *,
+                 token_norm: bool = False, pos_dim: int = 0, grid: int = 28):
         super().__init__()
         self.query = nn.Dense(text_dim, attn_dim)
         self.key = nn.Dense(vis_dim, attn_dim)
         self.scale = attn_dim ** -0.5
-        self.mlp = nn.SequentialCell(nn.Dense(vis_dim, hidden), nn.ReLU(), nn.Dense(hidden, hidden),
-                                     nn.ReLU(), nn.Dense(hidden, 4))
+        self.token_norm = token_norm
+        self.pos_dim = pos_dim
+        if token_norm:
+            self.norm = nn.LayerNorm((vis_dim,), epsilon=1e-6)
+        if pos_dim:
+            self.pos = Tensor(sincos_2d(grid, pos_dim)).expand_dims(0)  # (1, N, P), not a Parameter
+            self.pos_key = nn.Dense(pos_dim, attn_dim)
+        self.mlp = nn.SequentialCell(nn.Dense(vis_dim + pos_dim, hidden), nn.ReLU(),
+                                     nn.Dense(hidden, hidden), nn.ReLU(), nn.Dense(hidden, 4))
+
+    def attention(self, tokens: Tensor, cls: Tensor) -> Tensor:
+        """(B, N, C) tokens (after the optional norm), (B, D) -> (B, 1, N) pooling weights."""
+        q = self.query(cls).expand_dims(1)  # (B, 1, a)
+        k = self.key(tokens)  # (B, N, a)
+        if self.pos_dim:
+            k = k + self.pos_key(self.pos)
+        return ops.softmax(ops.bmm(q, k.transpose(0, 2, 1)) * self.scale, axis=-1)
 
     def construct(self, tokens: Tensor, cls: Tensor) -> Tensor:
         """tokens (B, N, C), cls (B, D) -> boxes (B, 4) sigmoid cxcywh on the canvas."""
-        q = self.query(cls).expand_dims(1)  # (B, 1, a)
-        k = self.key(tokens)  # (B, N, a)
-        attn = ops.softmax(ops.bmm(q, k.transpose(0, 2, 1)) * self.scale, axis=-1)  # (B, 1, N)
+        if self.token_norm:
+            tokens = self.norm(tokens)
+        attn = self.attention(tokens, cls)  # (B, 1, N)
         pooled = ops.bmm(attn, tokens).squeeze(1)  # (B, C)
+        if self.pos_dim:
+            b = tokens.shape[0]
+            pos = ops.broadcast_to(self.pos, (b, self.pos.shape[1], self.pos_dim))
+            pooled = ops.concat((pooled, ops.bmm(attn, pos).squeeze(1)), -1)  # (B, C + P)
         return ops.sigmoid(self.mlp(pooled))
 
 
@@ -99,7 +147,7 @@ class _ConvT2x2(nn.Cell):
     def __init__(self, cin: int, cout: int):
         super().__init__()
         bound = 1.0 / np.sqrt(cout * 4)  # torch default for ConvTranspose2d (fan_in = out*k*k)
-        rng = np.random.default_rng(1)
+        rng = init_rng()
         self.weight = Parameter(Tensor(rng.uniform(-bound, bound, (cin, cout, 2, 2)).astype(np.float32)),
                                 name="weight")
         self.bias = Parameter(Tensor(rng.uniform(-bound, bound, (cout,)).astype(np.float32)), name="bias")
@@ -117,7 +165,8 @@ class MultiTaskHead(nn.Cell):
 
     def __init__(self, cfg):
         super().__init__()
-        self.rec = RECHead(cfg.vit_dim, cfg.text_hidden, cfg.rec_dim, cfg.rec_hidden)
+        self.rec = RECHead(cfg.vit_dim, cfg.text_hidden, cfg.rec_dim, cfg.rec_hidden,
+                           token_norm=cfg.rec_token_norm, pos_dim=cfg.rec_pos_dim, grid=cfg.grid)
         self.res = RESHead(cfg.vit_dim, cfg.text_hidden, cfg.res_hidden, cfg.img_size, cfg.grid)
 
     def construct(self, fmap: Tensor, cls: Tensor):

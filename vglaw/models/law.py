@@ -22,6 +22,8 @@ import mindspore as ms
 from mindspore import Parameter, Tensor, nn, ops
 from mindspore.common.initializer import Normal, initializer
 
+from vglaw.models.init import init_rng
+
 __all__ = ["LAW", "adaptive_qkv", "generator_out_dim"]
 
 
@@ -69,7 +71,7 @@ def adaptive_qkv(law_type: str, x: Tensor, w0: Tensor, b0: Tensor, g: Tensor, p:
 def _kaiming_uniform(shape, fan_in: int) -> np.ndarray:
     # torch nn.Linear default (kaiming_uniform with a = sqrt 5): bound = 1 / sqrt(fan_in).
     bound = 1.0 / math.sqrt(fan_in)
-    return np.random.default_rng(0).uniform(-bound, bound, shape).astype(np.float32)
+    return init_rng().uniform(-bound, bound, shape).astype(np.float32)
 
 
 class LAW(nn.Cell):

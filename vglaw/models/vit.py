@@ -18,6 +18,7 @@ import mindspore as ms
 from mindspore import Parameter, Tensor, nn, ops
 from mindspore.common.initializer import TruncatedNormal, Zero, initializer
 
+from vglaw.models.init import init_rng
 from vglaw.models.law import adaptive_qkv
 from vglaw.models.resize import linear_resize_matrix, resize_abs_pos_embed
 
@@ -216,7 +217,7 @@ class _PatchProj(nn.Cell):
     def __init__(self, patch: int, dim: int):
         super().__init__()
         bound = 1.0 / math.sqrt(3 * patch * patch)  # torch Conv2d default init
-        rng = np.random.default_rng(2)
+        rng = init_rng()
         self.weight = Parameter(Tensor(rng.uniform(-bound, bound, (dim, 3, patch, patch)).astype(np.float32)),
                                 name="weight")
         self.bias = Parameter(Tensor(rng.uniform(-bound, bound, (dim,)).astype(np.float32)), name="bias")
@@ -253,7 +254,7 @@ class ViTDet(nn.Cell):
         self.grid = cfg.grid
         self.patch_embed = PatchEmbed(cfg.patch_size, cfg.vit_dim)
         # Learnt at the pretrain grid (+cls); resized here on the host, as the loader does.
-        rng = np.random.default_rng(0)
+        rng = init_rng()
         pre = np.clip(rng.normal(0, 0.02, (1, 1 + cfg.pretrain_grid ** 2, cfg.vit_dim)), -0.04, 0.04)
         self.pos_embed = Parameter(Tensor(resize_abs_pos_embed(pre.astype(np.float32), cfg.grid)),
                                    name="pos_embed")  # (1, g, g, C)
