@@ -21,7 +21,7 @@ DETERMINISTIC = {"hidden_dropout": 0.0, "drop_path": 0.0}
 def cli_args(tiny_data: dict, runs: Path, name: str, *extra: str) -> list[str]:
     """Flags of a fast CLI run on the tiny set (2 epochs of batch 4, accumulation 2)."""
     over = [f"{k}={json.dumps(v)}" for k, v in TINY_MODEL.items()]
-    return ["--preset", "tiny", "--dataset", "shapes", "--law_type", "svd", "--use_mask", "--translate",
+    return ["--preset", "tiny", "--dataset", "shapes", "--law_type", "svd", "--use_mask", "--translate", "--vit_model", "scratch",
             "--data_root", tiny_data["data_root"], "--cache_dir", tiny_data["cache_dir"],
             "--save_ckpt_dir", str(runs), "--experiment_name", name, "--batch_size", "4",
             "--batch_sum", "8", "--max_epochs", "2", "--warmup_steps", "3", "--drop_epochs", "1",

@@ -25,7 +25,7 @@ def _call(args: dict) -> subprocess.CompletedProcess:
 
 
 def test_reuse_refuse_resume(tiny_data, tmp_path):
-    args = dict(preset="tiny", dataset="shapes", use_mask=True, batch_size=4, batch_sum=4, max_epochs=1,
+    args = dict(preset="tiny", dataset="shapes", vit_model="scratch", use_mask=True, batch_size=4, batch_sum=4, max_epochs=1,
                 max_steps=3, warmup_steps=1, eval_splits=["val"], progress=False, experiment_name="r",
                 save_ckpt_dir=str(tmp_path), model_overrides=TINY_MODEL, **tiny_data)
     first = _call(args)

@@ -1,0 +1,96 @@
+"""REC head options of issue 8 (token norm, position code) and seed-dependent initial weights."""
+
+import numpy as np
+import mindspore as ms
+import pytest
+from mindspore import Tensor
+
+import vglaw
+from vglaw.models.heads import RECHead, sincos_2d
+from _model_helpers import SMALL
+
+
+def _head(pos_dim, token_norm, grid=4, seed=0):
+    np.random.seed(seed)
+    ms.set_seed(seed)
+    return RECHead(16, 8, attn_dim=8, hidden=16, token_norm=token_norm, pos_dim=pos_dim, grid=grid)
+
+
+def _tokens(seed=0, n=16):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((2, n, 16)).astype(np.float32), rng.standard_normal((2, 8)).astype(np.float32)
+
+
+def test_sincos_code_is_unique_per_position():
+    code = sincos_2d(5, 16)
+    assert code.shape == (25, 16)
+    d = np.linalg.norm(code[:, None] - code[None], axis=-1)
+    assert np.all(d[~np.eye(25, dtype=bool)] > 1e-3)  # no two grid cells share a code
+    np.testing.assert_allclose(code[0], [0.0] * 4 + [1.0] * 4 + [0.0] * 4 + [1.0] * 4, atol=1e-7)
+    with pytest.raises(ValueError, match="divisible by 4"):
+        sincos_2d(4, 10)
+
+
+@pytest.mark.parametrize("pos_dim,changes", [(0, False), (8, True)])
+def test_permuting_tokens_changes_the_box_only_with_the_position_code(pos_dim, changes):
+    head = _head(pos_dim, token_norm=True)
+    tokens, cls = _tokens()
+    perm = np.random.default_rng(1).permutation(tokens.shape[1])
+    a = head(Tensor(tokens), Tensor(cls)).asnumpy()
+    b = head(Tensor(tokens[:, perm]), Tensor(cls)).asnumpy()
+    # without a position code the pooling is permutation invariant: the same box, so no way to
+    # read where the pooled object is (the mean-box collapse of issue 8)
+    assert (np.abs(a - b).max() > 1e-4) == changes, np.abs(a - b).max()
+
+
+def test_token_norm_makes_the_head_scale_invariant():
+    tokens, cls = _tokens()
+    normed, plain = _head(8, True), _head(8, False)
+    np.testing.assert_allclose(normed(Tensor(tokens * 10), Tensor(cls)).asnumpy(),
+                               normed(Tensor(tokens), Tensor(cls)).asnumpy(), atol=1e-4)
+    assert np.abs(plain(Tensor(tokens * 10), Tensor(cls)).asnumpy()
+                  - plain(Tensor(tokens), Tensor(cls)).asnumpy()).max() > 1e-3
+
+
+def test_presets_head_options():
+    from vglaw.config import make_model_config
+    assert make_model_config("tiny").rec_token_norm and make_model_config("tiny").rec_pos_dim == 64
+    paper = make_model_config("paper")
+    assert not paper.rec_token_norm and paper.rec_pos_dim == 0  # the paper's head, DESIGN §3.4
+    with pytest.raises(ValueError, match="rec_pos_dim"):
+        make_model_config("tiny", rec_pos_dim=6)
+
+
+def test_graph_and_pynative_agree_with_the_position_code():
+    head = _head(8, True)
+    tokens, cls = _tokens()
+    eager = head(Tensor(tokens), Tensor(cls)).asnumpy()
+    fwd = ms.jit(head.construct)
+    np.testing.assert_allclose(fwd(Tensor(tokens), Tensor(cls)).asnumpy(), eager, atol=1e-5)
+
+
+def _weights(seed):
+    np.random.seed(seed)
+    ms.set_seed(seed)
+    model = vglaw.build_model("tiny", "svd", **SMALL)
+    return {p.name: p.asnumpy().copy() for p in model.get_parameters()}
+
+
+def test_seeds_change_the_initial_weights_and_one_seed_repeats():
+    a, a2, b = _weights(0), _weights(0), _weights(1)
+    random = [n for n in a if a[n].std() > 0]  # zero/one inits (biases, norms, generator fc2) excluded
+    assert len(random) > 20
+    for n in random:
+        np.testing.assert_array_equal(a[n], a2[n], err_msg=n)
+    same = [n for n in random if np.array_equal(a[n], b[n])]
+    assert not same, f"seed does not reach: {same}"
+
+
+def test_p_and_q_are_not_correlated_copies():
+    w = _weights(0)
+    p, q = w["law.P"].reshape(-1), w["law.Q"].reshape(-1)
+    n = min(p.size, q.size)
+    # same kaiming-uniform stream would make P/bound_p and Q/bound_q equal element by element
+    bp, bq = np.abs(p).max(), np.abs(q).max()
+    r = np.corrcoef(p[:n] / bp, q[:n] / bq)[0, 1]
+    assert abs(r) < 0.2, r
