@@ -1,6 +1,7 @@
 # vglaw — two commands on a fresh machine (Python 3.11 + make):
 #   make reproduce   set up .venv, then run the workbook headless on the synthetic default
 #   make test        set up .venv, then run the whole test suite
+#   make ablation    the full law_type ablation (notebook 03): 6 law types x 3 seeds = 18 runs
 SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
@@ -13,9 +14,9 @@ export TRANSFORMERS_OFFLINE := 1
 # msrun starts its workers as plain `python`: the venv must come first on PATH.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup reproduce test lab bench clean help
+.PHONY: setup reproduce ablation test lab bench clean help
 help:
-	@echo "make reproduce | make test | make lab | make bench | make clean"
+	@echo "make reproduce | make ablation | make test | make lab | make bench | make clean"
 
 setup: $(STAMP)
 
@@ -34,6 +35,15 @@ $(STAMP): pyproject.toml
 
 reproduce: $(STAMP)
 	$(BIN)/python -m vglaw.workbook reproduce
+
+# The full law_type grid that `make reproduce` reduces (one seed, 80 updates): every law type x
+# ABLATION_SEEDS, each run at the main run's budget (02_train: 2 epochs, about 700 updates, ~8 min
+# on 2 CPU cores, so ~2.5 h for 18 runs). Finished runs are reused; tables and figure go to reports/.
+ABLATION_SEEDS ?= [0, 1, 2]
+ABLATION_EPOCHS ?= 2
+ablation: $(STAMP)
+	$(BIN)/python -m vglaw.workbook run 03_ablations -p law_types '["none", "la", "od1", "od2", "od3", "svd"]' \
+		-p seeds '$(ABLATION_SEEDS)' -p max_epochs $(ABLATION_EPOCHS) -p max_steps 0 -p report_dir reports
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q tests

@@ -21,18 +21,25 @@
 # through the library; a finished run with the same settings is reused, so re-running trains only
 # what is missing. Optional extra knobs: rank K, shared vs per-block P/Q, which blocks adapt.
 #
+# A difference between law types means something only if it exceeds the noise of training (seeds)
+# and of the finite val set (sentences). So every mean gets a 95% CI, and every law type is compared
+# with `none` *paired* (same seed, same sentences), its CI from a two-level bootstrap: resample
+# seeds, then sentences (one draw for all drawn seeds, as every run scores the same sentences).
+# `make ablation` runs the full grid (six law types x three seeds); `make reproduce` runs a reduced
+# one, and the table title says which.
+#
 # Writes `reports/tables/ablation_law_type.{md,csv}` and `reports/figures/ablation_law_type.png`.
 
 # %% tags=["parameters"]
 law_types = ["none", "la", "od1", "od2", "od3", "svd"]  # ablated law_type values
-seeds = [0]  # one run per seed and setting; the plot shows the spread over seeds
+seeds = [0]  # one run per seed and setting; the full grid (make ablation) uses [0, 1, 2]
 law_ranks = []  # extra knob: K values for svd (empty: the preset's K only)
 law_shared = []  # extra knob: [True, False] compares one shared P/Q pair with one per block
 law_blocks = []  # extra knob: lists of adaptive block indices, e.g. [[0, 1], [2, 3]]
 dataset = "shapes"  # dataset of every run
 preset = "tiny"  # model preset of every run
 max_epochs = 1  # epochs per run
-max_steps = 80  # optimiser updates per run (six runs must fit the workbook budget); None: all epochs
+max_steps = 80  # optimiser updates per run (six runs must fit the workbook budget); 0: all max_epochs
 batch_size = None  # None: the recipe's
 use_mask = True  # multi-task (REC + RES)
 data_root = ""  # empty: data/ in the repository
@@ -40,6 +47,7 @@ cache_dir = ""  # empty: .cache/refer in the repository
 save_ckpt_dir = ""  # empty: runs/ in the repository
 experiment_prefix = "ablation"  # run directories are named <prefix>-<law_type>-...-s<seed>-<hash>
 report_dir = ""  # tables/ and figures/ go here; empty: reports/ in the repository
+n_boot = 2000  # bootstrap resamples (seeds, then sentences) behind every 95% CI
 smoke = False  # seconds-long runs on 40 small synthetic images
 
 # %%
@@ -54,17 +62,17 @@ import logging
 import matplotlib.pyplot as plt
 from IPython.display import Image, Markdown, display
 
-from vglaw.ablation import run_ablation
+from vglaw.ablation import ablation_stats, grid_label, reading, run_ablation
 from vglaw.paths import default_cache_dir, default_data_root, default_runs_dir, repo_root, reports_dir, resolve_path
-from vglaw.reports import ablation_summary, plot_ablation, write_table
+from vglaw.reports import plot_ablation, write_ablation_table
 from vglaw.train import TrainConfig, resolve_config
 
 logging.basicConfig(level=logging.INFO, format="%(message)s")
 smoke_root = repo_root() / ".cache" / "smoke"
 smoke_overrides = dict(synthetic_images=40, max_steps=4, max_epochs=1, log_freq=1) if P.smoke else {}
 base = resolve_config(TrainConfig(**{**dict(
-    preset=P.preset, dataset=P.dataset, max_epochs=P.max_epochs, max_steps=P.max_steps, batch_size=P.batch_size, use_mask=P.use_mask,
-    translate=True,
+    preset=P.preset, dataset=P.dataset, max_epochs=P.max_epochs, max_steps=P.max_steps or None,
+    batch_size=P.batch_size, use_mask=P.use_mask, translate=True,
     data_root=str(resolve_path(P.data_root, smoke_root / "data" if P.smoke else default_data_root())),
     cache_dir=str(resolve_path(P.cache_dir, smoke_root / "cache" if P.smoke else default_cache_dir())),
     save_ckpt_dir=str(resolve_path(P.save_ckpt_dir, smoke_root / "runs" if P.smoke else default_runs_dir())),
@@ -78,23 +86,29 @@ out = resolve_path(P.report_dir, reports_dir())
 
 # %%
 df = run_ablation(base, P.law_types, P.seeds, prefix=P.experiment_prefix, extra=extra)
-display(df[["run", "law_type", "seed", "prec@0.5", "miou", "oiou", "wall_s"]])
+display(df[["run", "law_type", "seed", "updates", "prec@0.5", "box_miou", "miou", "wall_s"]])
 
 # %% [markdown]
-# ## 2. Summary over seeds (val, %)
+# ## 2. Mean over seeds and paired difference vs `none` (val, %, 95% CI)
 
 # %%
 by = ["law_type", *extra]
-summary = ablation_summary(df, "val", by=by)
-md, csv = write_table(summary, "ablation_law_type", out / "tables",
-                      title=f"Ablation over {', '.join(by)} ({P.dataset}, preset {P.preset}, "
-                            f"{base.max_steps or base.max_epochs} {'updates' if base.max_steps else 'epochs'}, val; mean and std over seeds)")
+stats = ablation_stats(df, "val", by=by, n_boot=P.n_boot)
+runs = df.drop_duplicates("run")
+what = grid_label(P.law_types, P.seeds, runs["updates"])
+title = f"Ablation over {', '.join(by)} ({P.dataset}, preset {P.preset}, val; {what})"
+md, csv = write_ablation_table(stats, "ablation_law_type", out / "tables", title=title)
 display(Markdown(md.read_text()))
 
 # %% [markdown]
-# ## 3. Plot
+# ## 3. Plot: means (top) and differences vs `none` (bottom), with 95% CIs
 
 # %%
-png = plot_ablation(summary.assign(law_type=summary[by].astype(str).agg("/".join, axis=1)),
-                    out / "figures" / "ablation_law_type.png", by="law_type")
+png = plot_ablation(stats, out / "figures" / "ablation_law_type.png", title=title)
 display(Image(filename=str(png)))
+
+# %% [markdown]
+# ## 4. Reading
+
+# %%
+print(reading(stats))

@@ -1,14 +1,20 @@
-"""vglaw.ablation: the grid, run naming, reuse of finished runs, knobs routed to the model.
+"""vglaw.ablation: the grid, run naming, reuse of finished runs, knobs routed to the model, and the
+`make ablation` entry point (`python -m vglaw.workbook run`). The statistics: test_ablation_stats.py.
 
 The training itself is exercised for real by the workbook test (tests/notebooks); here a recording
 `train_fn` writes the run files so the reuse logic can be checked in milliseconds.
 """
 
 import json
+import shlex
+import subprocess
 
 import pytest
 
-from vglaw.ablation import experiment_name, grid, run_ablation
+from vglaw import workbook
+from vglaw.ablation import experiment_name, grid, grid_label, run_ablation
+from vglaw.config import LAW_TYPES
+from vglaw.paths import repo_root
 from vglaw.train import TrainConfig
 
 
@@ -20,7 +26,7 @@ def _recorder(calls):
         (d / "config.json").write_text(json.dumps({"train": {"law_type": cfg.law_type, "seed": cfg.seed,
                                                              "dataset": cfg.dataset}}))
         (d / "metrics.json").write_text(json.dumps({"val": {"n": 4, "prec@0.5": 0.5, "miou": 0.4}}))
-        (d / "status.json").write_text(json.dumps({"state": "finished"}))
+        (d / "status.json").write_text(json.dumps({"state": "finished", "step": 10 + cfg.seed}))
         return d
     return train_fn
 
@@ -51,6 +57,8 @@ def test_finished_runs_are_reused_and_only_missing_ones_trained(tmp_path):
     trained = [(c.law_type, c.seed) for c in calls[2:]]
     assert trained == [("none", 1), ("svd", 1), ("la", 0), ("la", 1)]
     assert list(df["law_type"]) == ["none", "none", "svd", "svd", "la", "la"]  # grid order
+    assert list(df["updates"]) == [10, 11] * 3  # status.json's step: the budget each run really got
+    assert all(d == str(tmp_path / r) for d, r in zip(df["run_dir"], df["run"]))
 
 
 def test_model_knobs_become_model_overrides(tmp_path):
@@ -61,3 +69,25 @@ def test_model_knobs_become_model_overrides(tmp_path):
     (cfg,) = calls
     assert cfg.model_overrides == {"vit_dim": 64, "law_shared": False, "law_blocks": (0, 1)}
     assert cfg.law_rank == 4 and "perblock" in cfg.experiment_name and "b0_1" in cfg.experiment_name
+
+
+def test_workbook_run_passes_literal_parameters(monkeypatch, tmp_path):
+    calls = []
+    monkeypatch.setattr(workbook, "run_notebook", lambda name, params, out: calls.append((name, params)) or out)
+    monkeypatch.setattr(workbook, "export_html", lambda executed, html_dir: tmp_path / "x.html")
+    workbook.main(["run", "03_ablations", "-p", "seeds", "[0, 1, 2]", "-p", "max_steps", "0",
+                   "-p", "report_dir", "reports", "-p", "smoke", "True"])
+    assert calls == [("03_ablations", {"seeds": [0, 1, 2], "max_steps": 0, "report_dir": "reports", "smoke": True})]
+    with pytest.raises(SystemExit):
+        workbook.main(["run", "03_ablation"])  # not a notebook of the workbook
+
+
+def test_make_ablation_runs_the_full_grid():
+    dry = subprocess.run(["make", "-n", "ablation"], cwd=repo_root(), capture_output=True, text=True, check=True)
+    line = next(line for line in dry.stdout.replace("\\\n", " ").splitlines() if "vglaw.workbook run" in line)
+    argv = shlex.split(line)
+    params = {argv[i + 1]: workbook._literal(argv[i + 2]) for i, a in enumerate(argv) if a == "-p"}
+    assert argv[argv.index("run") + 1] == "03_ablations"
+    assert tuple(params["law_types"]) == LAW_TYPES and len(params["seeds"]) >= 3
+    assert params["max_steps"] == 0  # no cap: every run gets its full epochs
+    assert grid_label(params["law_types"], params["seeds"], [700]).startswith("full grid: 6 law types x 3 seeds")

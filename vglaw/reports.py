@@ -18,7 +18,7 @@ import pandas as pd
 from vglaw.paper import paper_number
 
 __all__ = ["SYNTHETIC_DATASETS", "load_run", "scan_runs", "rec_table", "res_table", "ablation_summary",
-           "to_markdown", "write_table", "plot_ablation", "protocol_card"]
+           "ablation_table", "write_ablation_table", "to_markdown", "write_table", "plot_ablation", "protocol_card"]
 
 SYNTHETIC_DATASETS = ("shapes", "shapes_rle")
 METRIC_KEYS = ("n", "prec@0.5", "prec@0.6", "prec@0.7", "prec@0.8", "prec@0.9", "box_miou", "miou", "oiou",
@@ -169,26 +169,81 @@ def write_table(df: pd.DataFrame, name: str, out_dir: str | Path, title: str | N
     return md, csv
 
 
-def plot_ablation(summary: pd.DataFrame, path: str | Path, by: str = "law_type", title: str = "") -> Path:
-    """Bar plot of Prec@0.5 and mIoU per group with the spread over seeds (error bars = std)."""
+def _stat_metrics(stats: pd.DataFrame) -> dict[str, str]:
+    """The metrics of `vglaw.ablation.ablation_stats` present in `stats` (mask ones absent without masks)."""
+    from vglaw.ablation import STAT_METRICS
+    return {m: label for m, label in STAT_METRICS.items() if m in stats and not stats[m].isna().all()}
+
+
+def _setting(stats: pd.DataFrame) -> list[str]:
+    by = stats.attrs.get("by", ["law_type"])
+    return ["/".join(str(v) for v in row) for row in stats[by].itertuples(index=False)]
+
+
+def ablation_table(stats: pd.DataFrame) -> pd.DataFrame:
+    """`ablation_stats` for reading: per metric `mean [lo, hi]` and `diff [lo, hi]` (* = significant)."""
+    by = stats.attrs.get("by", ["law_type"])
+    reference = stats.attrs.get("reference", "none")
+    out = stats[by].copy()
+    out["runs"], out["seeds"] = stats["n_seeds"], stats["seeds"]
+    for m, label in _stat_metrics(stats).items():
+        out[f"{label} (%)"] = [f"{r[m]:.1f} [{r[m + '_lo']:.1f}, {r[m + '_hi']:.1f}]" for _, r in stats.iterrows()]
+        out[f"Δ {label} vs {reference}"] = [
+            "reference" if r["law_type"] == reference else
+            f"{r[m + '_diff']:+.1f} [{r[m + '_diff_lo']:+.1f}, {r[m + '_diff_hi']:+.1f}]"
+            + (" *" if r[m + "_significant"] else "") for _, r in stats.iterrows()]
+    return out
+
+
+def write_ablation_table(stats: pd.DataFrame, name: str, out_dir: str | Path, title: str) -> tuple[Path, Path]:
+    """`<name>.md`: `ablation_table` with a legend; `<name>.csv`: the numbers of `stats` (percent)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    level = stats.attrs.get("level", 0.95)
+    legend = (f"Mean over seeds of each run's val metric [{level:.0%} CI]; Δ: paired difference vs "
+              f"{stats.attrs.get('reference', 'none')} (same seed, same sentences) in points [{level:.0%} CI], "
+              f"* = the CI excludes 0. CIs: two-level bootstrap ({stats.attrs.get('n_boot', '?')} resamples "
+              "of the seeds, then of the val sentences, which every run shares).\n")
+    md, csv = out_dir / f"{name}.md", out_dir / f"{name}.csv"
+    _atomic_write(md, f"## {title}\n\n" + to_markdown(ablation_table(stats)) + "\n" + legend)
+    # "runs" keeps the column name of the earlier ablation table (one run per seed and setting)
+    _atomic_write(csv, stats.rename(columns={"n_seeds": "runs"}).round(3).to_csv(index=False))
+    return md, csv
+
+
+def plot_ablation(stats: pd.DataFrame, path: str | Path, title: str = "") -> Path:
+    """Top: each metric's mean per setting with its CI; bottom: the paired difference vs the
+    reference with its CI (red bars: the CI excludes 0). Input: `vglaw.ablation.ablation_stats`."""
     import matplotlib
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
+    import numpy as np
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    labels = [str(v) for v in summary[by]]
-    x = range(len(labels))
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
-    for ax, (mean, std, name) in zip(axes, [("prec_mean", "prec_std", "REC Prec@0.5 (%)"),
-                                            ("miou_mean", "miou_std", "RES mIoU (%)")]):
-        ax.bar(x, summary[mean], yerr=summary[std].fillna(0.0), capsize=4, color="#4c72b0")
-        ax.set_xticks(list(x), labels)
-        ax.set_ylabel(name)
-        ax.set_xlabel(by)
-        ax.set_ylim(0, 100)
-        ax.grid(axis="y", alpha=0.3)
-    fig.suptitle(title or f"Ablation over {by} (val; error bars: std over seeds)")
+    metrics = _stat_metrics(stats)
+    labels = _setting(stats)
+    x = np.arange(len(labels))
+    reference = stats.attrs.get("reference", "none")
+    fig, axes = plt.subplots(2, len(metrics), figsize=(3.6 * len(metrics), 5.6), squeeze=False)
+    for col, (m, label) in enumerate(metrics.items()):
+        mean, lo, hi = (stats[k].to_numpy(float) for k in (m, f"{m}_lo", f"{m}_hi"))
+        top = axes[0, col]
+        # a percentile CI need not straddle the mean exactly (skew, rounding): clip for matplotlib
+        top.bar(x, mean, yerr=np.clip([mean - lo, hi - mean], 0, None), capsize=4, color="#4c72b0")
+        top.set_ylabel(f"{label} (%)")
+        top.set_ylim(0, max(1.0, float(np.nanmax(hi)) * 1.15))
+        d, dlo, dhi = (stats[k].to_numpy(float) for k in (f"{m}_diff", f"{m}_diff_lo", f"{m}_diff_hi"))
+        colors = ["#c44e52" if s else "#bbbbbb" for s in stats[f"{m}_significant"]]
+        bottom = axes[1, col]
+        bottom.bar(x, d, yerr=np.clip([d - dlo, dhi - d], 0, None), capsize=4, color=colors)
+        bottom.axhline(0.0, color="black", lw=0.8)
+        bottom.set_ylabel(f"Δ vs {reference} (points)")
+        for ax in (top, bottom):
+            ax.set_xticks(list(x), labels, rotation=30 if len(labels) > 6 else 0)
+            ax.grid(axis="y", alpha=0.3)
+    level = stats.attrs.get("level", 0.95)
+    fig.suptitle(title or f"Ablation ({stats.attrs.get('split', 'val')}; error bars: {level:.0%} CI)", fontsize=10)
     fig.tight_layout()
     tmp = path.with_name(path.stem + ".tmp.png")
     fig.savefig(tmp, dpi=110)

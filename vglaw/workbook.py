@@ -1,4 +1,5 @@
-"""Run the workbook headless: `python -m vglaw.workbook reproduce` (what `make reproduce` calls).
+"""Run the workbook headless: `python -m vglaw.workbook reproduce` (what `make reproduce` calls),
+or one notebook with parameters: `python -m vglaw.workbook run 03_ablations -p seeds "[0, 1, 2]"`.
 
 Executes the numbered notebooks in order with papermill, keeps each executed copy under
 `reports/_work/` (ignored by git) and writes an HTML export of each to `reports/html/` with an index
@@ -9,6 +10,7 @@ works from any working directory, and interactively in JupyterLab.
 from __future__ import annotations
 
 import argparse
+import ast
 import html
 import logging
 import os
@@ -111,13 +113,31 @@ def reproduce(notebooks: tuple[str, ...] = NOTEBOOKS,
     return index
 
 
+def _literal(text: str) -> Any:
+    """A `-p` value: a Python literal (`[0, 1, 2]`, `None`, `80`, `True`), anything else a string."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m vglaw.workbook", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     rep = sub.add_parser("reproduce", help="run every notebook in order on the synthetic default")
     rep.add_argument("--only", nargs="+", choices=NOTEBOOKS, help="run only these notebooks (in workbook order)")
+    one = sub.add_parser("run", help="run one notebook with parameters; executed copy in reports/_work, "
+                                     "HTML in reports/html")
+    one.add_argument("notebook", choices=NOTEBOOKS)
+    one.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                     help="override a parameter; VALUE is read as a Python literal, else as a string")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.command == "run":
+        params = {name: _literal(value) for name, value in args.parameter}
+        executed = run_notebook(args.notebook, params, reports_dir() / "_work")
+        print(f"{args.notebook} done; open {export_html(executed, reports_dir() / 'html')}")
+        return 0
     chosen = tuple(n for n in NOTEBOOKS if not args.only or n in args.only)
     reproduce(chosen)
     return 0
