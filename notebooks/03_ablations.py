@@ -69,7 +69,7 @@ from vglaw.train import TrainConfig, resolve_config
 
 logging.basicConfig(level=logging.INFO, format="%(message)s")
 smoke_root = repo_root() / ".cache" / "smoke"
-smoke_overrides = dict(synthetic_images=40, max_steps=4, max_epochs=1, log_freq=1) if P.smoke else {}
+smoke_overrides = dict(synthetic_images=40, max_steps=4, max_epochs=1, log_freq=1, pretrain_updates=2) if P.smoke else {}
 base = resolve_config(TrainConfig(**{**dict(
     preset=P.preset, dataset=P.dataset, max_epochs=P.max_epochs, max_steps=P.max_steps or None,
     batch_size=P.batch_size, use_mask=P.use_mask, translate=True,
