@@ -17,9 +17,10 @@
 # Trains VG-LAW (REC box + RES mask, language-adaptive weights in every ViT block) with
 # `vglaw.train.run_training`, the same engine as `python -m vglaw.train`: AdamW with three LR
 # groups, warmup + step schedule, gradient accumulation to `batch_sum`, a `mindspore.jit` train
-# step, `best.ckpt` chosen on **val**. It then shows the loss and LR curves, the evaluation metrics
-# (masks scored at the original image resolution) and a few predictions, and leaves a run directory
-# `<save_ckpt_dir>/<experiment_name>/` that notebooks 04 and 05 read.
+# step, `best.ckpt` chosen on a **val** metric (`select_metric`). It then shows the loss and LR
+# curves, the val accuracy against updates and against seconds (time to accuracy), the evaluation
+# metrics (masks scored at the original image resolution) and a few predictions, and leaves a run
+# directory `<save_ckpt_dir>/<experiment_name>/` that notebooks 04 and 05 read.
 #
 # Parameters are named as the training CLI's flags; `None` means the preset's recipe
 # (`vglaw.train.config.RECIPES`). Headless: `papermill notebooks/02_train.ipynb out.ipynb -p dataset refcoco+`.
@@ -38,6 +39,9 @@ lr_visual = None  # ViT backbone LR; None: the recipe's
 lr_base = None  # LAW generator and head LR; None: the recipe's
 use_mask = True  # train the RES head too (multi-task)
 translate = True  # random-offset padding augmentation
+eval_every_steps = None  # val every N updates too (time-to-accuracy points); None: the recipe's; 0: per epoch only
+select_metric = None  # val metric picking best.ckpt, e.g. prec@0.5; None: box_miou+miou (with use_mask)
+deterministic = False  # bit-identical reruns of a seed (CPU kernels on one thread)
 data_root = ""  # folder in refer layout; empty: data/ in the repository
 cache_dir = ""  # preprocessed cache; empty: .cache/refer in the repository
 save_ckpt_dir = ""  # where run directories go; empty: runs/ in the repository
@@ -73,11 +77,13 @@ from vglaw.visualize import draw_panels
 
 logging.basicConfig(level=logging.INFO, format="%(message)s")
 smoke_root = repo_root() / ".cache" / "smoke"  # smoke runs never touch the default data or runs
-smoke_overrides = dict(synthetic_images=40, max_steps=6, max_epochs=1, eval_splits=("val",), log_freq=1) if P.smoke else {}
+smoke_overrides = dict(synthetic_images=40, max_steps=6, max_epochs=1, eval_splits=("val",), log_freq=1,
+                       eval_every_steps=2, pretrain_updates=2) if P.smoke else {}
 cfg = resolve_config(TrainConfig(**{**dict(
     preset=P.preset, dataset=P.dataset, splitBy=P.split_by, law_type=P.law_type, img_size=P.img_size,
     max_epochs=P.max_epochs, batch_size=P.batch_size, batch_sum=P.batch_sum, lr_lang=P.lr_lang,
     lr_visual=P.lr_visual, lr_base=P.lr_base, use_mask=P.use_mask, translate=P.translate,
+    eval_every_steps=P.eval_every_steps, select_metric=P.select_metric, deterministic=P.deterministic,
     data_root=str(resolve_path(P.data_root, smoke_root / "data" if P.smoke else default_data_root())),
     cache_dir=str(resolve_path(P.cache_dir, smoke_root / "cache" if P.smoke else default_cache_dir())),
     save_ckpt_dir=str(resolve_path(P.save_ckpt_dir, smoke_root / "runs" if P.smoke else default_runs_dir())),
@@ -96,16 +102,28 @@ run_dir = train_or_reuse(cfg)
 print(run_dir)
 
 # %% [markdown]
-# ## 2. Loss and learning-rate curves
+# ## 2. Loss and learning-rate curves, val accuracy over updates and seconds
+#
+# Val rows come from every epoch end and every `eval_every_steps` updates. `time` is wall-clock
+# seconds of the run with the evaluations included (`train_time` leaves them out); both continue
+# across a resume. `benchmarks/bench_convergence.py --run_dir <run>` tabulates the first update and
+# second at which val Prec@0.5 reached 0.5 / 0.8 / 0.9.
 
 # %%
-log = pd.json_normalize([json.loads(line) for line in (run_dir / "train_log.jsonl").read_text().splitlines()])
-log = log[log["eval"].isna()] if "eval" in log else log  # val evaluations are logged in between
+rows = pd.json_normalize([json.loads(line) for line in (run_dir / "train_log.jsonl").read_text().splitlines()])
+is_val = rows["eval"].eq("val") if "eval" in rows else pd.Series(False, index=rows.index)
+log, val = rows[~is_val], rows[is_val].drop_duplicates("step", keep="last")  # a redone evaluation: last row
 loss_cols = [c for c in ("loss", "l1", "giou", "focal", "dice") if c in log]
 lr_cols = [c for c in log.columns if c.startswith("lr.")]
-fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.5))
+val_cols = [c for c in ("prec@0.5", "miou") if c in val and val[c].notna().any()]  # miou: use_mask runs
+fig, ((ax1, ax2), (ax3, ax4)) = plt.subplots(2, 2, figsize=(11, 7))
 log.plot(x="step", y=loss_cols, ax=ax1, logy=True, title="training losses")
 log.plot(x="step", y=lr_cols, ax=ax2, logy=True, title="learning rate per group")
+for ax, x, label in ((ax3, "step", "optimiser updates"), (ax4, "time", "seconds since the start")):
+    if x in val:
+        val.plot(x=x, y=val_cols, ax=ax, marker="o", ylim=(-0.02, 1.02), title=f"val accuracy vs {label}")
+        ax.set_xlabel(label)
+        ax.set_ylabel("fraction")
 fig.tight_layout()
 if P.report_dir:
     figures = resolve_path(P.report_dir, reports_dir()) / "figures"
@@ -121,6 +139,9 @@ plt.close(fig)
 # protocol on the padded canvas at threshold 0.35 (`miou_canvas`).
 
 # %%
+status = json.loads((run_dir / "status.json").read_text())
+print(f"best.ckpt: update {status['best_step']} (epoch {status['best_epoch']}), selected on val "
+      f"{status.get('best_metric', 'prec@0.5')} = {status.get('best_value', status['best_val_prec50']):.4f}")
 metrics = json.loads((run_dir / "metrics.json").read_text())
 display(pd.DataFrame(metrics).T.round(4))
 

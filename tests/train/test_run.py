@@ -77,11 +77,14 @@ def test_run_dir_files_are_complete_and_valid(full_run):
         preds = json.loads((full_run / f"predictions_{split}.json").read_text())
         assert len(preds) == m["n"] > 0
         assert {"sent_id", "pred_box", "box_iou", "pred_mask"} <= set(preds[0])
-    # best.ckpt is selected on val (never a test split) and is what metrics.json scored
+    # best.ckpt is selected on val (never a test split), on the mean of box and mask mIoU by
+    # default, and is what metrics.json scored
     vals = [r for r in log if r.get("eval") == "val"]
-    best = max(vals, key=lambda r: r["prec@0.5"])
+    best = max(vals, key=lambda r: (r["box_miou"] + r["miou"]) / 2)
+    assert status["best_metric"] == "box_miou+miou" and status["best_step"] == best["step"]
     assert status["best_val_prec50"] == pytest.approx(best["prec@0.5"])
     assert metrics["val"]["prec@0.5"] == pytest.approx(status["best_val_prec50"])
+    assert metrics["val"]["box_miou"] == pytest.approx(best["box_miou"], abs=1e-6)
 
     from vglaw.evaluate import load_model_from_checkpoint
     model = load_model_from_checkpoint(full_run / "best.ckpt")

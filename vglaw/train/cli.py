@@ -17,6 +17,11 @@ message listing what is allowed.
     # the CPU recipe on the synthetic set (2 cores, ~10 min)
     python -m vglaw.train --preset tiny --dataset shapes --law_type svd --use_mask --translate \\
         --experiment_name tiny_svd
+
+    # time-to-accuracy: val every 100 updates (train_log.jsonl rows with time and train_time),
+    # best.ckpt on val prec@0.5, bit-identical reruns (one CPU kernel thread)
+    python -m vglaw.train --preset tiny --dataset shapes --use_mask --eval_every_steps 100 \\
+        --select_metric prec@0.5 --deterministic
 """
 
 from __future__ import annotations
@@ -29,14 +34,14 @@ import signal
 import sys
 from typing import Sequence
 
-from vglaw.train.config import (DATASETS, DEVICE_TARGETS, LAW_TYPES, LR_SCHEDULERS, MODES, VIT_MODELS,
-                                ConfigError, TrainConfig, resolve_config)
+from vglaw.train.config import (DATASETS, DEVICE_TARGETS, LAW_TYPES, LR_SCHEDULERS, MODES, SELECT_METRICS,
+                                VIT_MODELS, ConfigError, TrainConfig, resolve_config)
 
 __all__ = ["build_parser", "parse_config", "main"]
 
 CHOICES = {"dataset": DATASETS, "law_type": LAW_TYPES, "lr_scheduler": LR_SCHEDULERS, "mode_name": MODES,
            "device_target": DEVICE_TARGETS, "vit_model": VIT_MODELS, "preset": ("paper", "tiny"),
-           "splitBy": ("unc", "umd", "google", "berkeley")}
+           "splitBy": ("unc", "umd", "google", "berkeley"), "select_metric": SELECT_METRICS}
 NARGS = {"drop_epochs": int, "eval_splits": str}
 FLAGS = ("resume", "overwrite")  # store_true only
 

@@ -15,7 +15,8 @@ import math
 from dataclasses import dataclass, field
 
 __all__ = ["TrainConfig", "RECIPES", "DATASETS", "DEFAULT_SPLIT_BY", "LAW_TYPES", "LR_SCHEDULERS",
-           "MODES", "DEVICE_TARGETS", "VIT_MODELS", "resolve_config", "ConfigError"]
+           "MODES", "DEVICE_TARGETS", "VIT_MODELS", "SELECT_METRICS", "MASK_METRICS", "selection_value",
+           "resolve_config", "ConfigError"]
 
 DATASETS = ("refcoco", "refcoco+", "refcocog", "refclef", "shapes", "shapes_rle")
 DEFAULT_SPLIT_BY = {"refcoco": "unc", "refcoco+": "unc", "refcocog": "umd", "refclef": "berkeley",
@@ -31,6 +32,24 @@ VIT_MODELS = ("vitdet_b_mrcnn", "scratch")
 
 class ConfigError(ValueError):
     """A value a user gave is invalid; the message says what is allowed."""
+
+
+# Val metrics best.ckpt can be selected on (`select_metric`); "box_miou+miou" is the mean of the
+# box mIoU (REC) and the mask mIoU (RES), so a multi-task run is selected on both tasks at once.
+SELECT_METRICS = ("prec@0.5", "prec@0.6", "prec@0.7", "prec@0.8", "prec@0.9", "box_miou", "miou", "oiou",
+                  "box_miou+miou")
+MASK_METRICS = ("miou", "oiou", "box_miou+miou")  # need use_mask (a trained RES head)
+
+
+def selection_value(metrics: dict, select_metric: str) -> float:
+    """The number `select_metric` names in `metrics` (vglaw.evaluate's fractions); higher is better."""
+    if select_metric not in SELECT_METRICS:
+        raise ConfigError(f"select_metric {select_metric!r} is not allowed; expected one of {list(SELECT_METRICS)}")
+    parts = select_metric.split("+")
+    missing = [k for k in parts if metrics.get(k) is None]
+    if missing:
+        raise KeyError(f"metrics lack {missing} needed by select_metric {select_metric!r}")
+    return float(sum(metrics[k] for k in parts) / len(parts))
 
 
 @dataclass
@@ -75,6 +94,8 @@ class TrainConfig:
     # --- evaluation ---
     eval_splits: tuple | None = None    # splits scored with best.ckpt at the end; None: all non-train
     eval_every: int = 1                 # epochs between val evaluations (best.ckpt); 0: only at the end
+    eval_every_steps: int | None = None  # val every N updates too (time-to-accuracy rows); 0: off; None: recipe/0
+    select_metric: str | None = None    # val metric picking best.ckpt; None: box_miou+miou (use_mask) or box_miou
     eval_batch_size: int | None = None  # None: 2 x batch_size
     mask_threshold: float = 0.5         # mask probability threshold at original resolution
 
@@ -90,6 +111,7 @@ class TrainConfig:
     ckpt_every: int = 0                 # also write last.ckpt every N updates (0: epoch ends only)
     log_freq: int = 10                  # train_log.jsonl line every N optimiser updates
     seed: int = 0                       # model init, data order (with the epoch) and augmentation
+    deterministic: bool = False         # bit-identical reruns of a seed: CPU kernels on one thread (slower)
     num_workers: int = 1                # data-pipeline workers
     mode_name: str = "GRAPH"            # GRAPH: mindspore.jit train step; PYNATIVE: op by op (debug)
     device_target: str | None = None    # CPU GPU Ascend; None: MindSpore's default
@@ -180,8 +202,20 @@ def resolve_config(cfg: TrainConfig) -> TrainConfig:
         raise ConfigError(f"batch_sum {out.batch_sum} must be a multiple of batch_size {out.batch_size}")
     if any(e < 0 for e in out.drop_epochs):
         raise ConfigError(f"drop_epochs must be >= 0, got {list(out.drop_epochs)}")
+    if out.eval_every_steps is None:
+        out.eval_every_steps = 0  # the recipe has no value for it
+    if out.select_metric is None:
+        out.select_metric = "box_miou+miou" if out.use_mask else "box_miou"
+    if out.select_metric not in SELECT_METRICS:
+        raise ConfigError(f"select_metric {out.select_metric!r} is not allowed; expected one of "
+                          f"{list(SELECT_METRICS)}")
+    if out.select_metric in MASK_METRICS and not out.use_mask:
+        raise ConfigError(f"select_metric {out.select_metric!r} scores masks: it needs --use_mask; without it "
+                          f"expected one of {[m for m in SELECT_METRICS if m not in MASK_METRICS]}")
+    if isinstance(out.eval_every_steps, bool) or not isinstance(out.eval_every_steps, int):
+        raise ConfigError(f"eval_every_steps must be an integer >= 0, got {out.eval_every_steps!r}")
     for name in ("weight_decay", "bbox_loss_coef", "xiou_loss_coef", "focal_loss_coef",
-                 "dice_loss_coef", "eval_every", "ckpt_every"):
+                 "dice_loss_coef", "eval_every", "eval_every_steps", "ckpt_every"):
         if getattr(out, name) < 0:
             raise ConfigError(f"{name} must be >= 0, got {getattr(out, name)!r}")
     if not 0.0 < out.drop_rate <= 1.0:

@@ -1,9 +1,14 @@
 """`run_training(cfg)`: data, model, optimiser, the epoch loop, checkpoints, evaluation.
 
 What the seed's `src/train.py` did wrong and this loop does instead: `--law_type` reaches the
-model; the LR schedule is the optimiser's (`vglaw.train.schedule`); best.ckpt is chosen on **val**
-prec@0.5 (the seed used the last eval split, testB/test); masks are scored at the original
-resolution by `vglaw.evaluate`; the step is compiled (`mindspore.jit`); a run resumes exactly.
+model; the LR schedule is the optimiser's (`vglaw.train.schedule`); best.ckpt is chosen on a
+**val** metric, `select_metric` (the seed used testB/test prec@0.5); masks are scored at the
+original resolution by `vglaw.evaluate`; the step is compiled (`mindspore.jit`); a run resumes.
+
+Val evaluations (each epoch, every `eval_every_steps` updates, at the end) log a train_log.jsonl
+row with `eval: "val"`, the metrics and two clocks: `time`, seconds of the run so far, and
+`train_time`, the same without the evaluations. Both continue across a resume (stored in
+last.ckpt), so time-to-accuracy reads off the log of an interrupted run too.
 
 Position bookkeeping: an epoch uses `updates_per_epoch * accum` batches of its (seed, epoch)
 order (a remainder of fewer than `accum` batches is skipped so every update is complete);
@@ -136,6 +141,61 @@ def _evaluate(model, ds, tokenizer, cfg, use_jit: bool, forward=None):
                           with_masks=cfg.use_mask, progress=False, use_jit=use_jit, forward=forward)
 
 
+_ONE_OP_THREAD = False  # this process set MindSpore's CPU kernel threads to 1 (--deterministic)
+
+
+class _Clock:
+    """Seconds of the run so far, resumable; evaluation time is kept apart (`train_time`)."""
+
+    def __init__(self, elapsed: float = 0.0, eval_s: float = 0.0):
+        self.t0, self.eval_s = time.time() - elapsed, eval_s
+
+    def now(self) -> float:
+        return time.time() - self.t0
+
+    def fields(self) -> dict:
+        t = self.now()
+        return {"time": round(t, 3), "train_time": round(t - self.eval_s, 3)}
+
+    def state(self) -> dict:
+        return {"time": self.now(), "eval_time": self.eval_s}
+
+
+def _restore_best(best: dict, select_metric: str) -> dict:
+    """last.ckpt's best record, re-scored if it was selected on another metric (or is older)."""
+    from vglaw.train.config import selection_value
+    if best.get("metric") == select_metric:
+        return best
+    value = selection_value(best["val"], select_metric) if best.get("val") else -1.0
+    return dict(best, metric=select_metric, value=value)
+
+
+def _make_deterministic(ms) -> dict:
+    """Bit-identical reruns of one seed; returns what was set (config.json `derived`).
+
+    On CPU the only run-to-run difference is nn.Dropout: MindSpore's CPU Dropout kernel draws its
+    mask from one per-kernel generator inside a multi-threaded loop (ParallelLaunchAutoSearch),
+    so which thread gets which numbers varies. One CPU kernel thread removes the race (measured:
+    identical losses and weights, GRAPH and PYNATIVE). `mindspore.set_deterministic` is MindSpore's
+    switch for GPU/Ascend kernels and HCCL (it does not fix the CPU Dropout; untested on devices).
+    Both can be set once per process only.
+    """
+    global _ONE_OP_THREAD
+    from mindspore._c_expression import DeviceManagerConf, RuntimeConf
+    if not DeviceManagerConf.get_instance().is_deterministic_configured():
+        ms.set_deterministic(True)
+    if ms.get_context("device_target") != "CPU":
+        return {"deterministic": "ON"}
+    if not RuntimeConf.get_instance().is_op_threads_num_configured():
+        ms.device_context.cpu.op_tuning.threads_num(1)
+        _ONE_OP_THREAD = True
+    elif not _ONE_OP_THREAD:
+        log.warning("--deterministic: the CPU kernel thread count was already set in this process "
+                    "(it can be set once); runs are bit-identical only if it is 1")
+        return {"deterministic": "ON", "cpu_op_threads": "set before run_training"}
+    return {"deterministic": "ON", "cpu_op_threads": 1}
+
+
 def run_training(cfg: TrainConfig) -> Path:
     """Train as `cfg` says; returns the run directory (see vglaw.train.state for its files).
 
@@ -159,6 +219,9 @@ def run_training(cfg: TrainConfig) -> Path:
         ms.set_device(cfg.device_target)
     use_jit = cfg.mode_name == "GRAPH"
     ms.set_context(mode=ms.GRAPH_MODE if use_jit else ms.PYNATIVE_MODE)
+    determinism = _make_deterministic(ms) if cfg.deterministic else {}
+    if not cfg.deterministic and _ONE_OP_THREAD:
+        log.warning("an earlier --deterministic run in this process left the CPU kernels on one thread")
     rank, world = init_distributed()
     run_path = Path(cfg.save_ckpt_dir or paths.default_runs_dir()) / cfg.experiment_name
     if rank < 0:  # msrun's scheduler process: it only coordinated the workers
@@ -215,27 +278,32 @@ def run_training(cfg: TrainConfig) -> Path:
     opt_state = optimizer_state(optimizer)
 
     epoch, batch0, update = 0, 0, 0
-    best = {"val_prec@0.5": -1.0, "epoch": None, "step": None}
+    # best: the val evaluation best.ckpt holds; "val_prec@0.5" stays for readers of older runs
+    best = {"metric": cfg.select_metric, "value": -1.0, "val_prec@0.5": -1.0, "epoch": None, "step": None}
     pending_eval = False
+    clock_state = {}
     if resume:
         meta = load_train_state(run.last, model, opt_state)
         epoch, batch0, update = meta["epoch"], meta["batches_done"], meta["update_step"]
-        best, pending_eval = meta["best"], meta.get("pending_eval", False)
+        best, pending_eval = _restore_best(meta["best"], cfg.select_metric), meta.get("pending_eval", False)
+        clock_state = meta.get("clock", {})  # absent in checkpoints of older versions: clocks restart
         set_rng_state(meta["rng"])
         if int(optimizer.global_step.asnumpy().reshape(-1)[0]) != update:
             raise RuntimeError(f"{run.last}: optimiser step {optimizer.global_step} != update {update}")
-        run.truncate_log(update)
+        # a pending evaluation is redone below: drop its row if the killed run had written it
+        run.truncate_log(update, drop_eval_at=update if pending_eval is not False else None)
         log.info("resumed %s at epoch %d, batch %d, update %d", run.last, epoch, batch0, update)
     info = {"updates_per_epoch": updates_per_epoch, "accum_steps": accum, "world_size": world,
             "train_expressions": n_train, "batches_per_epoch_used": used_batches,
             "total_updates": total_updates, "warmup_steps": schedule.kw["warmup_steps"],
-            "drop_steps": list(schedule.kw["drop_steps"]), "loaded_weights": loaded}
+            "drop_steps": list(schedule.kw["drop_steps"]), "loaded_weights": loaded,
+            "determinism": determinism}
     config_json = {"train": dataclasses.asdict(cfg), "model": dataclasses.asdict(model.config),
                    "derived": info, "versions": _versions(),
                    "command": " ".join([Path(sys.executable).name] + sys.argv)}
     if not resume:
         run.write_json("config.json", config_json)
-    t_start = time.time()
+    clock = _Clock(clock_state.get("time", 0.0), clock_state.get("eval_time", 0.0))
     run.status("running", pid=os.getpid(), step=update, total_updates=total_updates, epoch=epoch,
                started=time.strftime("%Y-%m-%dT%H:%M:%S"))
 
@@ -243,21 +311,31 @@ def run_training(cfg: TrainConfig) -> Path:
         if rank == 0:
             save_train_state(run.last, model, opt_state, {
                 "epoch": ep, "batches_done": done, "update_step": update, "best": best,
-                "pending_eval": pending, "rng": rng_state(), "train_config": dataclasses.asdict(cfg)})
+                "pending_eval": pending, "clock": clock.state(), "rng": rng_state(),
+                "train_config": dataclasses.asdict(cfg)})
 
     def eval_val(ep):
         nonlocal best
         if rank == 0:
+            from vglaw.train.config import selection_value
+            stamp, t0 = clock.fields(), time.time()  # the clocks when the weights were reached
             metrics, _ = _evaluate(model, data["val"], tokenizer, cfg, use_jit)
-            p = metrics["prec@0.5"]
-            rec = {"step": update, "epoch": ep, "eval": "val", **{k: metrics[k] for k in metrics
-                                                                  if k.startswith(("prec@", "miou", "box_miou", "oiou"))}}
-            run.append_log(rec)
-            log.info("epoch %d val: prec@0.5 %.4f miou %s", ep, p, metrics.get("miou"))
-            if p > best["val_prec@0.5"]:
-                best = {"val_prec@0.5": p, "epoch": ep, "step": update, "val": metrics}
+            value = selection_value(metrics, cfg.select_metric)
+            if value > best["value"]:  # ties keep the earlier checkpoint
+                best = {"metric": cfg.select_metric, "value": value, "val_prec@0.5": metrics["prec@0.5"],
+                        "epoch": ep, "step": update, "val": metrics}
                 save_model(model, run.best, meta={"epoch": ep, "step": update, "val": metrics,
-                                                  "selected_on": "val prec@0.5"})
+                                                  "selected_on": f"val {cfg.select_metric}",
+                                                  "select_metric": cfg.select_metric, "select_value": value})
+            dt = time.time() - t0
+            clock.eval_s += dt
+            run.append_log({"step": update, "epoch": ep, "eval": "val",
+                            **{k: metrics[k] for k in metrics if k.startswith(("prec@", "miou", "box_miou", "oiou"))},
+                            "select_metric": cfg.select_metric, "select_value": value, **stamp,
+                            "eval_s": round(dt, 3)})
+            log.info("update %d (epoch %d) val: prec@0.5 %.4f miou %s, %s %.4f (best %.4f at update %s)",
+                     update, ep, metrics["prec@0.5"], metrics.get("miou"), cfg.select_metric, value,
+                     best["value"], best["step"])
             model.set_train(True)
         barrier()
 
@@ -307,9 +385,17 @@ def run_training(cfg: TrainConfig) -> Path:
                     dt = time.time() - t_log
                     run.append_log({"step": update, "epoch": epoch, **{k: v / n_parts for k, v in sums.items()},
                                     "lr": group_lrs(schedule, update - 1), "samples_per_s": samples / max(dt, 1e-9),
-                                    "time": round(time.time() - t_start, 3)})
+                                    **clock.fields()})
                     sums, n_parts, t_log, samples = {}, 0, time.time(), 0
-                if cfg.ckpt_every and update % cfg.ckpt_every == 0 and done < used_batches:
+                # epoch ends and the last update are evaluated below, once
+                if (cfg.eval_every_steps and update % cfg.eval_every_steps == 0 and done < used_batches
+                        and update < total_updates):
+                    t_eval = time.time()
+                    save_last(epoch, done, epoch)  # a kill during the evaluation redoes it on --resume
+                    eval_val(epoch)
+                    save_last(epoch, done, False)
+                    t_log += time.time() - t_eval  # samples_per_s measures training only
+                elif cfg.ckpt_every and update % cfg.ckpt_every == 0 and done < used_batches:
                     save_last(epoch, done, False)
                 if update >= total_updates:
                     break
@@ -318,7 +404,8 @@ def run_training(cfg: TrainConfig) -> Path:
             trainer.discard_partial()
             finished_epoch = done >= used_batches
             last_round = update >= total_updates
-            want_eval = last_round or (cfg.eval_every and (epoch + 1) % cfg.eval_every == 0)
+            want_eval = (last_round or (cfg.eval_every and (epoch + 1) % cfg.eval_every == 0)
+                         or (cfg.eval_every_steps and update % cfg.eval_every_steps == 0))
             if finished_epoch:
                 epoch, batch0 = epoch + 1, 0
                 save_last(epoch, 0, epoch - 1 if want_eval else False)
@@ -356,7 +443,8 @@ def run_training(cfg: TrainConfig) -> Path:
         run.write_json("metrics.json", metrics_all)
         run.status("finished", step=update, total_updates=total_updates, epochs=epoch,
                    best_epoch=best["epoch"], best_step=best["step"], best_val_prec50=best["val_prec@0.5"],
+                   best_metric=best["metric"], best_value=best["value"],
                    checkpoint_for_metrics="best.ckpt" if run.best.is_file() else "last.ckpt",
-                   wall_s=round(time.time() - t_start, 1))
+                   wall_s=round(clock.now(), 1), eval_s=round(clock.eval_s, 1))
     barrier()
     return run.path

@@ -2,10 +2,12 @@
 
     <save_ckpt_dir>/<experiment_name>/
         config.json          resolved TrainConfig + model config + versions
-        train_log.jsonl      one line per `log_freq` updates (step, epoch, losses, lr per group, samples/s)
+        train_log.jsonl      one line per `log_freq` updates (step, epoch, losses, lr per group, samples/s,
+                             time, train_time) and one per val evaluation (eval: "val", metrics,
+                             select_metric/select_value, time, train_time, eval_s)
         status.json          {"state": "running" | "finished" | "failed", ...}
         last.ckpt            model + AdamW moments + update counter + position (meta) -> --resume
-        best.ckpt            model only (vglaw.models.checkpoint.save_model), best val prec@0.5
+        best.ckpt            model only (vglaw.models.checkpoint.save_model), best val `select_metric`
         metrics.json         {split: metrics of best.ckpt}
         predictions_<split>.json
 
@@ -73,8 +75,11 @@ class RunDir:
             f.write(json.dumps(record) + "\n")
             f.flush()
 
-    def truncate_log(self, max_step: int) -> None:
-        """Keep the log lines of updates <= max_step (after a resume; drops a torn last line)."""
+    def truncate_log(self, max_step: int, drop_eval_at: int | None = None) -> None:
+        """Keep the log lines of updates <= max_step (after a resume; drops a torn last line).
+
+        drop_eval_at: also drop the val-evaluation rows of this update (an evaluation to redo).
+        """
         if not self.writer or not self.log.exists():
             return
         keep = []
@@ -83,7 +88,7 @@ class RunDir:
                 rec = json.loads(line)
             except json.JSONDecodeError:
                 continue
-            if rec.get("step", 0) <= max_step:
+            if rec.get("step", 0) <= max_step and not (rec.get("eval") and rec.get("step") == drop_eval_at):
                 keep.append(line)
         tmp = self.log.with_name(self.log.name + ".tmp")
         tmp.write_text("".join(s + "\n" for s in keep), encoding="utf-8")
