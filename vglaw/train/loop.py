@@ -13,6 +13,9 @@ last.ckpt), so time-to-accuracy reads off the log of an interrupted run too.
 Position bookkeeping: an epoch uses `updates_per_epoch * accum` batches of its (seed, epoch)
 order (a remainder of fewer than `accum` batches is skipped so every update is complete);
 last.ckpt stores (epoch, batches done in it, update step) and a resumed run skips those batches.
+A resume is bit-exact (weights, log rows, best.ckpt) with `deterministic` and without dropout and
+drop-path: MindSpore's CPU random kernels (Dropout, UniformReal) keep their generator inside the
+kernel, out of reach of the RNG state last.ckpt stores, so their masks restart after a resume.
 """
 
 from __future__ import annotations
@@ -311,7 +314,8 @@ def run_training(cfg: TrainConfig) -> Path:
         if rank == 0:
             save_train_state(run.last, model, opt_state, {
                 "epoch": ep, "batches_done": done, "update_step": update, "best": best,
-                "pending_eval": pending, "clock": clock.state(), "rng": rng_state(),
+                "pending_eval": pending, "clock": clock.state(), "log_window": {"sums": sums, "n": n_parts},
+                "rng": rng_state(),
                 "train_config": dataclasses.asdict(cfg)})
 
     def eval_val(ep):
@@ -347,6 +351,10 @@ def run_training(cfg: TrainConfig) -> Path:
         run.status("failed", error=msg, step=update, last_good_checkpoint=good)
         raise TrainingFailed(msg) from exc
 
+    # A loss row averages the updates since the previous row (within the epoch); last.ckpt keeps
+    # that window, so a resumed run writes the rows an uninterrupted one would.
+    window = meta.get("log_window", {}) if resume else {}
+    sums, n_parts = dict(window.get("sums", {})), int(window.get("n", 0))
     try:
         if pending_eval is not False:  # killed between last.ckpt and the val evaluation
             eval_val(int(pending_eval))
@@ -367,7 +375,7 @@ def run_training(cfg: TrainConfig) -> Path:
                 progress = tqdm(total=used_batches, initial=batch0, desc=f"epoch {epoch}", leave=False,
                                 dynamic_ncols=True)
             done = batch0
-            sums, n_parts, t_log, samples = {}, 0, time.time(), 0
+            t_log, samples = time.time(), 0
             for cols in ds.create_tuple_iterator(num_epochs=1):
                 parts, stepped = trainer.step(cols)
                 done += 1
@@ -403,6 +411,8 @@ def run_training(cfg: TrainConfig) -> Path:
                 progress.close()
             trainer.discard_partial()
             finished_epoch = done >= used_batches
+            if finished_epoch:
+                sums, n_parts = {}, 0  # each epoch's rows start afresh
             last_round = update >= total_updates
             want_eval = (last_round or (cfg.eval_every and (epoch + 1) % cfg.eval_every == 0)
                          or (cfg.eval_every_steps and update % cfg.eval_every_steps == 0))
