@@ -57,7 +57,7 @@ class PretrainConfig:
     preset: str = "tiny"          # model preset whose backbone is pretrained
     dataset: str = "shapes"       # instances of this dataset's train-split images
     split_by: str | None = None   # None: the dataset's usual split
-    updates: int = 1200           # optimiser updates
+    updates: int = 500            # optimiser updates
     batch_size: int = 32
     lr: float = 1e-3              # AdamW peak LR (linear warmup, cosine to 1% at the end)
     warmup: int = 100

@@ -35,8 +35,8 @@ def test_store_true_flags_default_off_like_the_seed():
 
 def test_recipe_fills_only_unset_fields():
     tiny = resolve_config(TrainConfig(preset="tiny"))
-    assert tiny.lr_base == RECIPES["tiny"]["lr_base"] and tiny.vit_model == "shapes_pretrained"
-    assert resolve_config(TrainConfig(preset="tiny", dataset="refcoco")).vit_model == "scratch"
+    assert tiny.lr_base == RECIPES["tiny"]["lr_base"] and tiny.vit_model == "scratch"
+    assert resolve_config(TrainConfig(preset="tiny", vit_model="shapes_pretrained")).vit_model == "shapes_pretrained"
     assert tiny.img_size == 128 and tiny.max_len == 20  # from the model preset
     mine = resolve_config(TrainConfig(preset="tiny", lr_base=3e-3, warmup_epochs=0.5))
     assert mine.lr_base == 3e-3 and mine.warmup_epochs == 0.5 and mine.warmup_steps is None

@@ -21,6 +21,7 @@ kernel, out of reach of the RNG state last.ckpt stores, so their masks restart a
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
 import os
@@ -122,7 +123,41 @@ def _init_weights(model, cfg: TrainConfig) -> dict:
     if cfg.vit_model == "vitdet_b_mrcnn":
         load_vitdet(model, cfg.vit_model_path)
         loaded["backbone"] = str(cfg.vit_model_path)
+    elif cfg.vit_model == "shapes_pretrained":
+        loaded.update(_pretrained_backbone(model, cfg))
     return loaded
+
+
+def _pretrained_backbone(model, cfg: TrainConfig) -> dict:
+    """--vit_model shapes_pretrained: the backbone pretrained on the train-split instances
+    (vglaw.pretrain), from --vit_model_path or built once and reused under <runs>/pretrain/."""
+    from vglaw import paths
+    from vglaw.pretrain import PretrainConfig, backbone_config, ensure_pretrained, load_pretrained_backbone
+    from vglaw.train.distributed import barrier, launched_by_msrun
+    path = cfg.vit_model_path
+    if not path:
+        pcfg = PretrainConfig(preset=cfg.preset, dataset=cfg.dataset, split_by=cfg.splitBy,
+                              updates=cfg.pretrain_updates,
+                              model_overrides=backbone_config(model.config))
+        kw = dict(data_root=Path(cfg.data_root) if cfg.data_root else paths.default_data_root(),
+                  cache_dir=Path(cfg.cache_dir) if cfg.cache_dir else paths.default_cache_dir(),
+                  runs_dir=Path(cfg.save_ckpt_dir or paths.default_runs_dir()),
+                  use_jit=cfg.mode_name == "GRAPH", progress=cfg.progress)
+        if launched_by_msrun():
+            from mindspore.communication import get_rank
+            rank = get_rank()
+        else:
+            rank = 0
+        if rank == 0:  # one rank trains it, the others then find it finished and reuse it
+            ensure_pretrained(pcfg, **kw)
+        barrier()
+        path = ensure_pretrained(pcfg, **kw)
+    meta = load_pretrained_backbone(model, path)
+    status = Path(path).parent / "status.json"
+    wall = json.loads(status.read_text()).get("wall_s") if status.is_file() else None
+    return {"backbone": str(path), "backbone_pretrain": {
+        "data": meta.get("data"), "updates": meta.get("pretrain", {}).get("updates"),
+        "final": meta.get("final"), "wall_s": wall}}
 
 
 def _check_paths(cfg: TrainConfig) -> None:
