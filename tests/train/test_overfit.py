@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from _train_helpers import TINY_MODEL
 
-N_SENT, UPDATES = 32, 300
+N_SENT, UPDATES = 32, 450
 
 
 def test_default_head_overfits_a_few_dozen_sentences(tiny_data):
@@ -67,5 +67,6 @@ def test_default_head_overfits_a_few_dozen_sentences(tiny_data):
     pred = model(images, ids, attn)[0].asnumpy()
     prec = float((B.iou(pred, gt.asnumpy(), fmt="cxcywh") >= 0.5).mean())
     spread = pred[:, :2].std(0).min()  # predicted centres vary across samples (no mean box)
+    print(f"train prec@0.5 {prec:.3f}, centre spread {spread:.3f} after {UPDATES} updates")
     assert prec >= 0.9, f"train prec@0.5 {prec:.3f} after {UPDATES} updates"
     assert spread > 0.05, spread
