@@ -148,10 +148,11 @@ def _pretrained_backbone(model, cfg: TrainConfig) -> dict:
             rank = get_rank()
         else:
             rank = 0
-        if rank == 0:  # one rank trains it, the others then find it finished and reuse it
-            ensure_pretrained(pcfg, **kw)
+        if rank == 0:  # one rank trains (or finds) it; the others then find it finished
+            path = ensure_pretrained(pcfg, **kw)
         barrier()
-        path = ensure_pretrained(pcfg, **kw)
+        if rank != 0:
+            path = ensure_pretrained(pcfg, **kw)
     meta = load_pretrained_backbone(model, path)
     status = Path(path).parent / "status.json"
     wall = json.loads(status.read_text()).get("wall_s") if status.is_file() else None
