@@ -196,7 +196,8 @@ def ablation_table(stats: pd.DataFrame) -> pd.DataFrame:
 
 
 def write_ablation_table(stats: pd.DataFrame, name: str, out_dir: str | Path, title: str) -> tuple[Path, Path]:
-    """`<name>.md`: `ablation_table` with a legend; `<name>.csv`: the numbers of `stats` (percent)."""
+    """`<name>.md`: `ablation_table` with a legend; `<name>.csv`: the numbers of `stats` (percent);
+    `<name>_reading.txt`: `vglaw.ablation.reading` (which differences are significant), one sentence."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     level = stats.attrs.get("level", 0.95)
@@ -208,6 +209,9 @@ def write_ablation_table(stats: pd.DataFrame, name: str, out_dir: str | Path, ti
     _atomic_write(md, f"## {title}\n\n" + to_markdown(ablation_table(stats)) + "\n" + legend)
     # "runs" keeps the column name of the earlier ablation table (one run per seed and setting)
     _atomic_write(csv, stats.rename(columns={"n_seeds": "runs"}).round(3).to_csv(index=False))
+    from vglaw.ablation import reading  # the one-sentence reading 03 prints, for the results page
+
+    _atomic_write(out_dir / f"{name}_reading.txt", reading(stats) + "\n")
     return md, csv
 
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import argparse
 import ast
-import html
 import logging
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -73,20 +73,19 @@ def export_html(executed: Path, html_dir: Path) -> Path:
     return target
 
 
-def _write_index(rows: list[tuple[str, float, str]], path: Path) -> None:
-    items = "\n".join(
-        f'<tr><td><a href="html/{html.escape(n)}.html">{html.escape(n)}</a></td><td>{t:.0f} s</td>'
-        f"<td>{html.escape(s)}</td></tr>" for n, t, s in rows)
-    tables = sorted((path.parent / "tables").glob("*.md")) if (path.parent / "tables").is_dir() else []
-    figures = sorted((path.parent / "figures").glob("*.png")) if (path.parent / "figures").is_dir() else []
-    links = "".join(f'<li><a href="tables/{t.name}">{t.name}</a></li>' for t in tables)
-    figs = "".join(f'<figure><img src="figures/{f.name}" width="480"><figcaption>{f.name}</figcaption></figure>'
-                   for f in figures)
-    path.write_text(
-        "<!doctype html><meta charset=utf-8><title>vglaw workbook</title>"
-        "<h1>vglaw workbook: executed notebooks</h1><table border=1 cellpadding=4>"
-        f"<tr><th>notebook</th><th>wall time</th><th>status</th></tr>{items}</table>"
-        f"<h2>Tables</h2><ul>{links}</ul><h2>Figures</h2>{figs}", encoding="utf-8")
+def _write_index(rows: list[tuple[str, float, str]], path: Path, screenshot: bool = False) -> None:
+    """The results page (vglaw.results_page) with these notebook rows; optionally its screenshot."""
+    from vglaw.paths import default_runs_dir
+    from vglaw.results_page import BrowserNotFound, render_in_browser, write_results_page
+
+    page = write_results_page(path.parent, default_runs_dir(), notebooks=rows)
+    if screenshot:
+        try:
+            render_in_browser(page, path.parent / "results_page.png")
+        except BrowserNotFound as e:
+            print(f"results page: no screenshot ({e})")
+        except (RuntimeError, OSError, subprocess.SubprocessError) as e:
+            print(f"results page: screenshot failed: {e}")
 
 
 def reproduce(notebooks: tuple[str, ...] = NOTEBOOKS,
@@ -108,7 +107,7 @@ def reproduce(notebooks: tuple[str, ...] = NOTEBOOKS,
         rows.append((name, time.perf_counter() - start, "ok"))
         print(f"[{i}/{len(notebooks)}] {name} done in {rows[-1][1]:.0f} s", flush=True)
     index = reports_dir() / "index.html"
-    _write_index(rows, index)
+    _write_index(rows, index, screenshot=True)
     print(f"workbook finished in {time.perf_counter() - total:.0f} s; open {index}")
     return index
 
