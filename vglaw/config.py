@@ -11,9 +11,16 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-__all__ = ["ModelConfig", "PRESETS", "LAW_TYPES", "make_model_config", "config_from_dict"]
+__all__ = ["ModelConfig", "PRESETS", "LAW_TYPES", "POS_RESIZE_RULES", "POS_TABLES", "AUTHORS_FIDELITY",
+           "make_model_config", "config_from_dict"]
 
 LAW_TYPES = ("none", "la", "od1", "od2", "od3", "svd")
+POS_RESIZE_RULES = ("torch", "mindspore")  # vglaw.models.resize.bicubic_resize_matrix
+POS_TABLES = ("token", "pretrain")
+# What the authors' MindSpore release computes (issue 12): its vitdet_vit.py builds the ViT norms
+# with eps 1e-5, its generator uses nn.LayerNorm's default 1e-7, and it resizes the 14x14 position
+# table with ops.interpolate in every forward. Converted official checkpoints carry these values.
+AUTHORS_FIDELITY = dict(vit_ln_eps=1e-5, law_ln_eps=1e-7, pos_resize="mindspore", pos_table="pretrain")
 
 
 @dataclass(frozen=True)
@@ -33,7 +40,10 @@ class ModelConfig:
     global_blocks: tuple = (2, 5, 8, 11)  # blocks with global attention
     pretrain_grid: int = 14           # abs pos-embed learnt at this token grid (224/16), resized
     drop_path: float = 0.1            # max stochastic depth rate, linear 0 -> drop_path
-    vit_ln_eps: float = 1e-6
+    vit_ln_eps: float = 1e-6          # block LayerNorm eps (detectron2; the authors' release: 1e-5)
+    pos_resize: str = "torch"         # bicubic rule of the abs pos-table resize: torch | mindspore (authors)
+    pos_table: str = "token"          # token: (1,g,g,C) parameter, resized once at init/load;
+                                      # pretrain: (1,1+S*S,C) at pretrain_grid, resized in every forward (authors)
 
     # --- language encoder: BERT (DESIGN §3.2), read by vglaw/models/bert.py ---
     text_hidden: int = 768
@@ -52,6 +62,7 @@ class ModelConfig:
     law_shared: bool = True           # one P/Q pair for all adaptive blocks (else one per block)
     law_blocks: tuple | None = None   # indices of adaptive blocks; None = every block
     law_hidden: int = 48              # generator MLP hidden width
+    law_ln_eps: float = 1e-5          # generator LayerNorm eps (the authors' release: 1e-7)
 
     # --- multi-task head (DESIGN §3.4) ---
     rec_dim: int = 64                 # query/key width of the language-guided pooling
@@ -120,6 +131,14 @@ def _validate(cfg: ModelConfig) -> None:
     if cfg.img_size % (cfg.patch_size * cfg.window_size):
         _fail(f"img_size {cfg.img_size} must be divisible by patch_size*window_size "
               f"= {cfg.patch_size}*{cfg.window_size} = {cfg.patch_size * cfg.window_size}")
+    if cfg.pos_resize not in POS_RESIZE_RULES:
+        _fail(f"unknown pos_resize {cfg.pos_resize!r}; expected one of {list(POS_RESIZE_RULES)}")
+    if cfg.pos_table not in POS_TABLES:
+        _fail(f"unknown pos_table {cfg.pos_table!r}; expected one of {list(POS_TABLES)}")
+    for name in ("vit_ln_eps", "law_ln_eps", "layer_norm_eps"):
+        v = getattr(cfg, name)
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or not v > 0:
+            _fail(f"{name} must be a positive number, got {v!r}")
     if cfg.rec_pos_dim < 0 or cfg.rec_pos_dim % 4:
         _fail(f"rec_pos_dim must be 0 (off) or a positive multiple of 4, got {cfg.rec_pos_dim!r}")
     if cfg.patch_size % 4:

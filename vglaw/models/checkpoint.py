@@ -21,12 +21,15 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["META_KEY", "SOFT_CONFIG_FIELDS", "CheckpointError", "LoadReport", "save_checkpoint", "read_checkpoint", "save_model",
+__all__ = ["META_KEY", "CARRIED_PREFIX", "SOFT_CONFIG_FIELDS", "CheckpointError", "LoadReport", "save_checkpoint", "read_checkpoint", "save_model",
            "load_model"]
 
 log = logging.getLogger("vglaw")
 
 META_KEY = "__vglaw_meta__"
+# Tensors a checkpoint carries for another codebase but that are no model parameter (the authors'
+# unused BERT pooler, kept so `vglaw.convert` round trips are the identity): never loaded, never unexpected.
+CARRIED_PREFIX = "__carried__."
 # Config fields that change training, not the parameters or the forward pass in eval: a
 # checkpoint that differs only in these loads (with a warning), e.g. fine-tuning with other loss weights.
 SOFT_CONFIG_FIELDS = frozenset({"loss_l1", "loss_giou", "loss_focal", "loss_dice", "use_mask", "focal_alpha",
@@ -76,8 +79,10 @@ def _fsync_path(path: Path, directory: bool = False) -> None:
         os.close(fd)
 
 
-def save_checkpoint(path: str | Path, params: dict, meta: dict | None = None) -> Path:
-    """Write `params` ({name: Tensor | Parameter | ndarray}) and JSON-able `meta` to `path`, atomically."""
+def save_checkpoint(path: str | Path, params: dict, meta: dict | None = None, *, store_meta: bool = True) -> Path:
+    """Write `params` ({name: Tensor | Parameter | ndarray}) and JSON-able `meta` to `path`, atomically.
+
+    store_meta=False writes the tensors only (a file for another codebase, e.g. `vglaw.convert`)."""
     from mindspore import Tensor
     path = Path(path)
     if META_KEY in params:
@@ -92,7 +97,7 @@ def save_checkpoint(path: str | Path, params: dict, meta: dict | None = None) ->
     # MindSpore writes `<stem>.tmp` first and renames it to `tmp`: clean both on failure.
     ms_tmp = tmp.with_suffix(".tmp")
     try:
-        _write_ckpt(tmp, entries, {META_KEY: meta_json})
+        _write_ckpt(tmp, entries, {META_KEY: meta_json} if store_meta else None)
         os.chmod(tmp, 0o644)  # MindSpore leaves its files owner-read-only
         _fsync_path(tmp)
         os.replace(tmp, path)
@@ -142,6 +147,14 @@ def save_model(model, path: str | Path, meta: dict | None = None) -> Path:
     return save_checkpoint(path, params, meta)
 
 
+def _with_defaults(stored: dict) -> dict:
+    """A stored config with ModelConfig's defaults for fields it lacks: a checkpoint saved before a
+    field existed (e.g. `law_ln_eps`, `pos_resize`, issue 12) computed what that default computes."""
+    from vglaw.config import ModelConfig
+    defaults = {f.name: f.default for f in dataclasses.fields(ModelConfig)}
+    return {**json.loads(json.dumps(defaults)), **stored}
+
+
 def _config_diff(expected: dict, found: dict, keys) -> list[str]:
     return [f"{k}: expected {expected.get(k, '<absent>')!r}, found {found.get(k, '<absent>')!r}"
             for k in sorted(keys) if expected.get(k, "<absent>") != found.get(k, "<absent>")]
@@ -166,6 +179,7 @@ def load_model(model, path: str | Path, strict: bool = True, check_config: bool 
         if theirs is None:
             log.warning("%s stores no model config; cannot check it was trained with this one", path)
         else:
+            theirs = _with_defaults(theirs)
             keys = set(ours) | set(theirs)
             soft = _config_diff(ours, theirs, keys & SOFT_CONFIG_FIELDS)
             if soft:
@@ -177,6 +191,7 @@ def load_model(model, path: str | Path, strict: bool = True, check_config: bool 
                     f"{theirs.get('preset')!r}; this model is preset {ours.get('preset')!r}):\n  "
                     + "\n  ".join(diff))
     params = {name: p for name, p in model.parameters_and_names()}
+    arrays = {name: a for name, a in arrays.items() if not name.startswith(CARRIED_PREFIX)}
     report = LoadReport(meta=meta)
     report.missing = sorted(set(params) - set(arrays))
     report.unexpected = sorted(set(arrays) - set(params))

@@ -84,7 +84,7 @@ class LAW(nn.Cell):
 
     Args:
         cfg: ModelConfig (law_type != "none", law_rank, law_shared, law_blocks, law_hidden,
-            text_hidden, text_heads, vit_dim).
+            law_ln_eps, text_hidden, text_heads, vit_dim).
     """
 
     def __init__(self, cfg):
@@ -98,6 +98,7 @@ class LAW(nn.Cell):
         self.heads = cfg.text_heads
         self.head_dim = d // cfg.text_heads
         self.out_dim = generator_out_dim(cfg.law_type, cfg.vit_dim, cfg.law_rank)
+        self.ln_eps = float(cfg.law_ln_eps)
         self.layer_embed = Parameter(initializer(Normal(0.02), (n, d), ms.float32), name="layer_embed")
         self.fc1_weight = Parameter(Tensor(_kaiming_uniform((n, d, hid), d)), name="fc1_weight")
         self.fc1_bias = Parameter(Tensor(_kaiming_uniform((n, 1, hid), d)), name="fc1_bias")
@@ -135,6 +136,6 @@ class LAW(nn.Cell):
         hdn = ops.bmm(g, self.fc1_weight) + self.fc1_bias  # (nA, B, hid)
         mean = hdn.mean(-1, keep_dims=True)
         var = ((hdn - mean) ** 2).mean(-1, keep_dims=True)
-        hdn = (hdn - mean) / ops.sqrt(var + 1e-5) * self.ln_gamma + self.ln_beta
+        hdn = (hdn - mean) / ops.sqrt(var + self.ln_eps) * self.ln_gamma + self.ln_beta
         out = ops.bmm(self.gelu(hdn), self.fc2_weight) + self.fc2_bias  # (nA, B, out)
         return out.transpose(1, 0, 2)

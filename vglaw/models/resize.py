@@ -6,6 +6,12 @@ One implementation for the backbone's init (`vglaw.models.vit`) and the detectro
 Coordinate convention everywhere: `align_corners=False` (half-pixel centres), i.e. output index
 `o` samples the input at `src = (o + 0.5) * n_in / n_out - 0.5`, as torch does. Matrices are
 (n_out, n_in) and computed in float64; resized arrays come back in the input's dtype.
+
+The bicubic resize of the absolute position table has two rules (`ModelConfig.pos_resize`):
+  torch      torch / detectron2: Keys cubic a = -0.75, out-of-range taps clamped to the border;
+  mindspore  MindSpore's `ops.interpolate(mode="bicubic", align_corners=False)`, which the authors'
+             release runs in every forward: a = -0.5, taps outside the input dropped and the
+             remaining weights renormalised to sum 1 (issue 12; tested against the op itself).
 """
 
 from __future__ import annotations
@@ -14,7 +20,9 @@ import math
 
 import numpy as np
 
-__all__ = ["WeightsError", "linear_resize_matrix", "bicubic_resize_matrix", "linear_resize", "resize_rel_pos",
+from vglaw.config import POS_RESIZE_RULES
+
+__all__ = ["WeightsError", "POS_RESIZE_RULES", "linear_resize_matrix", "bicubic_resize_matrix", "linear_resize", "resize_rel_pos",
            "bicubic_resize", "crop_rel_pos", "crop_or_resize_rel_pos", "resize_abs_pos", "resize_abs_pos_embed"]
 
 
@@ -53,18 +61,30 @@ def _cubic(t: float, a: float = -0.75) -> np.ndarray:
     return np.array([far(t + 1), near(t), near(1 - t), far(2 - t)])
 
 
-def bicubic_resize_matrix(n_in: int, n_out: int) -> np.ndarray:
-    """(n_out, n_in) 1-D matrix of torch `F.interpolate(mode="bicubic", align_corners=False)`.
+def bicubic_resize_matrix(n_in: int, n_out: int, rule: str = "torch") -> np.ndarray:
+    """(n_out, n_in) 1-D matrix of a bicubic resize with align_corners=False (half-pixel centres).
 
-    The source coordinate is not clamped (torch); out-of-range taps are clamped to the border."""
+    rule "torch": torch's `F.interpolate(mode="bicubic")`: a = -0.75, the source coordinate is not
+    clamped, out-of-range taps are clamped to the border. rule "mindspore": MindSpore's
+    `ops.interpolate(mode="bicubic")`: a = -0.5, out-of-range taps are dropped and the weights of
+    the taps inside renormalised to sum 1."""
+    if rule not in POS_RESIZE_RULES:
+        raise ValueError(f"unknown resize rule {rule!r}; expected one of {list(POS_RESIZE_RULES)}")
     m = np.zeros((n_out, n_in), np.float64)
     scale = n_in / n_out
     for o in range(n_out):
         src = (o + 0.5) * scale - 0.5
         i0 = int(math.floor(src))
-        w = _cubic(src - i0)
-        for k in range(4):
-            m[o, min(max(i0 - 1 + k, 0), n_in - 1)] += w[k]
+        if rule == "torch":
+            w = _cubic(src - i0)
+            for k in range(4):
+                m[o, min(max(i0 - 1 + k, 0), n_in - 1)] += w[k]
+        else:
+            w = _cubic(src - i0, a=-0.5)
+            inside = [k for k in range(4) if 0 <= i0 - 1 + k < n_in]
+            total = sum(w[k] for k in inside)
+            for k in inside:
+                m[o, i0 - 1 + k] += w[k] / total
     return m
 
 
@@ -80,10 +100,10 @@ def linear_resize(table: np.ndarray, out_len: int) -> np.ndarray:
 resize_rel_pos = linear_resize  # the backbone's name for the same resize
 
 
-def bicubic_resize(grid: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
-    """Resize (H, W, C) to (h, w, C) like torch's bicubic F.interpolate with align_corners=False."""
+def bicubic_resize(grid: np.ndarray, out_hw: tuple[int, int], rule: str = "torch") -> np.ndarray:
+    """Resize (H, W, C) to (h, w, C) bicubically with align_corners=False (`bicubic_resize_matrix`)."""
     h_in, w_in, _ = grid.shape
-    mh, mw = bicubic_resize_matrix(h_in, out_hw[0]), bicubic_resize_matrix(w_in, out_hw[1])
+    mh, mw = bicubic_resize_matrix(h_in, out_hw[0], rule), bicubic_resize_matrix(w_in, out_hw[1], rule)
     out = np.einsum("oh,hwc,pw->opc", mh, grid.astype(np.float64), mw)
     return out.astype(grid.dtype)
 
@@ -116,13 +136,14 @@ def crop_or_resize_rel_pos(table: np.ndarray, out_len: int) -> tuple[np.ndarray,
     return linear_resize(table, out_len), "linearly interpolated"
 
 
-def resize_abs_pos(pos: np.ndarray, target_shape: tuple[int, ...]) -> tuple[np.ndarray, str]:
+def resize_abs_pos(pos: np.ndarray, target_shape: tuple[int, ...], rule: str = "torch") -> tuple[np.ndarray, str]:
     """Fit an absolute position embedding (1, [1+] S*S, C) to `target_shape` (ViTDet's `get_abs_pos`).
 
     The cls entry (present when the count is 1 + a square) is dropped and the S x S grid (row-major,
     y then x) is resized bicubically (`bicubic_resize`) to the target grid. Targets: (1, h, w, C),
     (1, h*w, C) with a square grid, or (1, 1+h*w, C) which keeps the cls entry. A (1, S, S, C)
-    source (no cls) is accepted too. Returns the array (input dtype) and a note of what was done."""
+    source (no cls) is accepted too. `rule`: "torch" or "mindspore" (`bicubic_resize_matrix`).
+    Returns the array (input dtype) and a note of what was done."""
     if pos.ndim == 4 and pos.shape[0] == 1 and pos.shape[1] == pos.shape[2]:
         pos = pos.reshape(1, pos.shape[1] * pos.shape[2], pos.shape[3])
     if pos.ndim != 3 or pos.shape[0] != 1:
@@ -152,8 +173,10 @@ def resize_abs_pos(pos: np.ndarray, target_shape: tuple[int, ...]) -> tuple[np.n
         raise WeightsError(f"pos_embed width {c} in the file, {tc} in the model")
     if keep_cls and cls is None:
         raise WeightsError(f"the model's pos_embed {target_shape} has a cls entry, the file's {pos.shape} has not")
-    out = grid if (h, w) == (side, side) else bicubic_resize(grid, (h, w))
-    how = f"dropped cls, bicubic {side}x{side} -> {h}x{w}" if has_cls and not keep_cls else f"bicubic {side}x{side} -> {h}x{w}"
+    out = grid if (h, w) == (side, side) else bicubic_resize(grid, (h, w), rule)
+    how = f"bicubic ({rule} rule) {side}x{side} -> {h}x{w}"
+    if has_cls and not keep_cls:
+        how = "dropped cls, " + how
     out = out[None]  # (1, h, w, C)
     if flat:
         out = out.reshape(1, h * w, c)
@@ -162,9 +185,9 @@ def resize_abs_pos(pos: np.ndarray, target_shape: tuple[int, ...]) -> tuple[np.n
     return out, how
 
 
-def resize_abs_pos_embed(pos: np.ndarray, grid: int) -> np.ndarray:
+def resize_abs_pos_embed(pos: np.ndarray, grid: int, rule: str = "torch") -> np.ndarray:
     """(1, [1+] G*G, C) or (1, G, G, C) -> (1, grid, grid, C) float32, cls dropped: `resize_abs_pos`
     to a square grid (the backbone's init)."""
     pos = np.asarray(pos)
-    out, _ = resize_abs_pos(pos, (1, grid, grid, pos.shape[-1]))
+    out, _ = resize_abs_pos(pos, (1, grid, grid, pos.shape[-1]), rule)
     return out.astype(np.float32)

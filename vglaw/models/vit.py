@@ -5,8 +5,9 @@ blocks, global attention in a few, decomposed relative position in every block, 
 position embedding learnt at the pretrain grid and resized to the token grid, no final norm.
 Parameter names under `backbone.` equal detectron2's under `backbone.net.` except LayerNorm
 weight/bias (MindSpore: gamma/beta), see `VIT_DETECTRON2_NAME_MAP` / `detectron2_to_vglaw_name`.
-The pos-embed and rel-pos resizes happen on the host (NumPy, `vglaw.models.resize`) at init / load,
-never in construct.
+The pos-embed and rel-pos resizes happen on the host (NumPy, `vglaw.models.resize`) at init / load;
+with `pos_table="pretrain"` (the authors' layout) the pos-embed parameter stays at the pretrain
+grid and a constant host-built matrix resizes it in construct (one matmul).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from mindspore.common.initializer import TruncatedNormal, Zero, initializer
 
 from vglaw.models.init import init_rng
 from vglaw.models.law import adaptive_qkv
-from vglaw.models.resize import linear_resize_matrix, resize_abs_pos_embed
+from vglaw.models.resize import bicubic_resize_matrix, linear_resize_matrix, resize_abs_pos_embed
 
 __all__ = ["ViTDet", "Block", "Attention", "window_partition", "window_unpartition",
            "rel_pos_index", "VIT_DETECTRON2_NAME_MAP", "detectron2_to_vglaw_name"]
@@ -245,19 +246,27 @@ class ViTDet(nn.Cell):
     """ViTDet backbone: (B, 3, S, S) -> (B, C, S/p, S/p). See DESIGN §3.1.
 
     Args:
-        cfg: `vglaw.config.ModelConfig` (img_size, patch_size, vit_*, window_size,
-            global_blocks, pretrain_grid, drop_path, law_type, law_rank, law_shared, law_blocks).
+        cfg: `vglaw.config.ModelConfig` (img_size, patch_size, vit_*, window_size, global_blocks,
+            pretrain_grid, pos_resize, pos_table, drop_path, law_type, law_rank, law_shared, law_blocks).
     """
 
     def __init__(self, cfg):
         super().__init__()
         self.grid = cfg.grid
         self.patch_embed = PatchEmbed(cfg.patch_size, cfg.vit_dim)
-        # Learnt at the pretrain grid (+cls); resized here on the host, as the loader does.
+        # Learnt at the pretrain grid (+cls). pos_table "token": resized here once on the host, as
+        # the loader does; "pretrain": kept as (1, 1+S*S, C) and resized in construct (authors).
         rng = init_rng()
         pre = np.clip(rng.normal(0, 0.02, (1, 1 + cfg.pretrain_grid ** 2, cfg.vit_dim)), -0.04, 0.04)
-        self.pos_embed = Parameter(Tensor(resize_abs_pos_embed(pre.astype(np.float32), cfg.grid)),
-                                   name="pos_embed")  # (1, g, g, C)
+        self.pos_per_forward = cfg.pos_table == "pretrain"
+        self.pos_rule = cfg.pos_resize  # read by the loaders that resize a pretrained table
+        if self.pos_per_forward:
+            self.pos_embed = Parameter(Tensor(pre.astype(np.float32)), name="pos_embed")  # (1, 1+S*S, C)
+            mh = bicubic_resize_matrix(cfg.pretrain_grid, cfg.grid, cfg.pos_resize)  # (g, S)
+            self.pos_matrix = Tensor(np.kron(mh, mh).astype(np.float32))  # (g*g, S*S), row-major grids
+        else:
+            self.pos_embed = Parameter(Tensor(resize_abs_pos_embed(pre.astype(np.float32), cfg.grid,
+                                                                   cfg.pos_resize)), name="pos_embed")  # (1, g, g, C)
         adaptive = cfg.adaptive_blocks
         dpr = np.linspace(0.0, cfg.drop_path, cfg.vit_depth)
         blocks = []
@@ -271,9 +280,17 @@ class ViTDet(nn.Cell):
                 p_index=0 if (cfg.law_shared or not law) else adaptive.index(i)))
         self.blocks = nn.CellList(blocks)
 
+    def abs_pos(self) -> Tensor:
+        """(1, g, g, C) absolute position embedding on the token grid."""
+        if not self.pos_per_forward:
+            return self.pos_embed
+        c = self.pos_embed.shape[2]
+        grid = ops.matmul(self.pos_matrix, self.pos_embed[0, 1:])  # (g*g, C), cls entry unused
+        return grid.reshape(1, self.grid, self.grid, c)
+
     def construct(self, x: Tensor, gen=None, lp=None, lq=None) -> Tensor:
         """x (B,3,S,S) normalised canvas; gen (B, nA, out) generator output; lp/lq (nP,3C,K)/(nP,K,C)."""
-        x = self.patch_embed(x) + self.pos_embed  # (B, g, g, C)
+        x = self.patch_embed(x) + self.abs_pos()  # (B, g, g, C)
         for blk in self.blocks:
             x = blk(x, gen, lp, lq)
         return x.transpose(0, 3, 1, 2)  # (B, C, g, g)

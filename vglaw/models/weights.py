@@ -156,7 +156,8 @@ def load_vitdet(model_or_backbone, pkl_path: str | Path, *, name_map: Callable[[
     `name_map` turns a detectron2 name (prefix stripped, e.g. `blocks.0.norm1.weight`) into the
     backbone's parameter name (`blocks.0.norm1.gamma`); by default vit.py's `detectron2_to_vglaw_name`. Relative-position tables are
     centre-cropped / interpolated to the model's size, the absolute position embedding loses its cls
-    entry and is resized bicubically to the token grid. Everything outside `backbone.net.` (neck,
+    entry and is resized bicubically to the token grid with the model's `pos_resize` rule (kept as it
+    is when the model stores it at the pretrain grid, `pos_table="pretrain"`). Everything outside `backbone.net.` (neck,
     RPN, ROI heads) is ignored and listed. With strict=True (default) a backbone parameter without
     a value, or a backbone.net key without a parameter, is an error.
     """
@@ -192,7 +193,7 @@ def load_vitdet(model_or_backbone, pkl_path: str | Path, *, name_map: Callable[[
             report.adapted.append(f"{ours}: {arr.shape} -> {new.shape} {how}")
             arr = new
         elif d2 == "pos_embed" and tuple(arr.shape) != want:
-            new, how = resize_abs_pos(arr, want)
+            new, how = resize_abs_pos(arr, want, getattr(backbone, "pos_rule", "torch"))
             report.adapted.append(f"{ours}: {arr.shape} -> {new.shape} {how}")
             arr = new
         if tuple(arr.shape) != want:
