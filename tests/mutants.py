@@ -173,6 +173,8 @@ def _run(copy: Path, tests: tuple, timeout: float) -> tuple[bool, str, float]:
         r = subprocess.run(cmd, cwd=copy, env=env, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         return True, "timeout (counted as killed)", time.time() - t0
+    if r.returncode in (4, 5):  # pytest usage error / nothing collected: the mutant list is wrong
+        raise SystemExit(f"pytest could not run {' '.join(tests)}:\n{r.stdout[-1500:]}{r.stderr[-1500:]}")
     tail = [ln for ln in r.stdout.splitlines() if ln.strip()]
     failed = [ln for ln in tail if ln.startswith(("FAILED", "ERROR"))]
     return r.returncode != 0, (failed[0] if failed else (tail[-1] if tail else r.stderr[-300:])), time.time() - t0
