@@ -2,8 +2,14 @@
 
 The cache holds every sentence of one refs file (`items.json`: columns of sent/ref/ann/image ids,
 stored split and phrase; images' file names and sizes; one compressed COCO RLE per annotation,
-decoded on access) and a `manifest.json` with counts per split and the SHA-256 of the sources.
-A second `preprocess` with unchanged sources reuses it. It is built in a temporary folder next to
+decoded on access) and a `manifest.json` with counts per split, the SHA-256 of the annotation
+files and the data `fingerprint`: a hash of those plus every image's path, size and mtime
+(`image_stats.json` keeps the per-file record, so a change can be named). `verify_images` opens
+every image of some splits, checks that it decodes with the size `instances.json` states, lists
+every bad file at once, and records the scan in the manifest. A second `preprocess` with unchanged
+sources reuses the cache; with changed sources it rebuilds (`on_change="rebuild"`) or refuses,
+naming what changed (`on_change="refuse"`, what training uses: a changed image must go through
+01_preprocess's check again). It is built in a temporary folder next to
 the final one and renamed into place, so a failure never leaves a half-written cache.
 """
 
@@ -24,7 +30,8 @@ from PIL import Image
 from vglaw.data.refer import (DATASETS, README_HINT, check_names, dataset_paths, decode_rle,
                               read_refer, split_matches)
 
-__all__ = ["CACHE_FORMAT", "preprocess", "cache_folder", "read_manifest", "RefDataset", "load_rgb"]
+__all__ = ["CACHE_FORMAT", "preprocess", "cache_folder", "read_manifest", "RefDataset", "load_rgb",
+           "DataChangedError", "ImageCheckError", "image_stats", "describe_changes", "verify_images"]
 
 log = logging.getLogger("vglaw")
 CACHE_FORMAT = 1  # bump when the layout of items.json changes: old caches are then rebuilt
@@ -36,6 +43,56 @@ def _sha256(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+class DataChangedError(ValueError):
+    """The dataset's files differ from those the cache (and the runs trained on it) were built from."""
+
+
+class ImageCheckError(ValueError):
+    """Some images are missing, do not decode, or differ in size from instances.json."""
+
+    def __init__(self, message: str, bad: list[dict]):
+        super().__init__(message)
+        self.bad = bad
+
+
+def image_stats(image_dir: Path, file_names) -> dict:
+    """{file_name: [size, mtime_ns]} of every image (None when the file is missing)."""
+    out = {}
+    for name in sorted(set(file_names)):
+        try:
+            st = os.stat(Path(image_dir) / name)
+            out[name] = [st.st_size, st.st_mtime_ns]
+        except FileNotFoundError:
+            out[name] = None
+    return out
+
+
+def _fingerprint(sources: dict, stats: dict) -> str:
+    h = hashlib.sha256(json.dumps([sources, stats], sort_keys=True).encode())
+    return h.hexdigest()[:16]
+
+
+def describe_changes(old: dict, new: dict, limit: int = 5) -> str:
+    """`N modified (a, b, ...); N missing (...); N new (...)` between two `image_stats` records."""
+    groups = {"missing": [], "modified": [], "new": []}
+    for name in sorted(set(old) | set(new)):
+        a, b = old.get(name), new.get(name)
+        if a == b:
+            continue
+        if b is None:
+            groups["missing"].append(name)
+        elif a is None:
+            groups["new"].append(name)
+        else:
+            groups["modified"].append(f"{name} (size {a[0]} -> {b[0]})" if a[0] != b[0] else name)
+    parts = []
+    for kind, names in groups.items():
+        if names:
+            more = f", ... {len(names) - limit} more" if len(names) > limit else ""
+            parts.append(f"{len(names)} {kind} image(s): {', '.join(names[:limit])}{more}")
+    return "; ".join(parts)
 
 
 def cache_folder(cache_dir: str | Path, dataset: str, split_by: str) -> Path:
@@ -51,22 +108,42 @@ def read_manifest(folder: str | Path) -> dict | None:
 
 
 def preprocess(data_root: str | Path, dataset: str, split_by: str, cache_dir: str | Path, *,
-               force: bool = False) -> Path:
+               force: bool = False, on_change: str = "rebuild") -> Path:
     """Build (or reuse) the cache of `dataset(split_by)` read from `data_root`; returns its folder.
 
-    Reused when its manifest records the same cache format and source hashes (refs file and
-    instances.json); `force=True` rebuilds. Raises DataNotFoundError (a FileNotFoundError) for
+    Reused when its manifest records the same cache format, data root and fingerprint (annotation
+    hashes, every image's size and mtime); `force=True` rebuilds. With changed sources it rebuilds,
+    or with `on_change="refuse"` raises DataChangedError naming what changed. Raises DataNotFoundError (a FileNotFoundError) for
     missing files, ValueError for unknown names.
     """
+    if on_change not in ("rebuild", "refuse"):
+        raise ValueError(f"on_change must be 'rebuild' or 'refuse', got {on_change!r}")
     final = cache_folder(cache_dir, dataset, split_by)
     paths = dataset_paths(data_root, dataset, split_by)
     sources = {p.name: _sha256(p) for p in (paths["refs"], paths["instances"])}
     old = read_manifest(final)
     if (not force and old is not None and old.get("format") == CACHE_FORMAT
-            and old.get("sources") == sources
             and old.get("data_root") == str(Path(data_root).resolve())):
-        log.info("reusing cache %s", final)
-        return final
+        what = ""
+        if old.get("sources") != sources:
+            what = "changed annotation file(s): " + ", ".join(
+                k for k in sorted(set(sources) | set(old.get("sources", {})))
+                if sources.get(k) != old.get("sources", {}).get(k))
+        elif old.get("fingerprint") is None:  # a cache of an older version: nothing to compare, upgrade
+            what, on_change = "no data fingerprint (a cache of an older version)", "rebuild"
+        else:
+            stored = _read_json(final / "image_stats.json") or {}
+            now = image_stats(paths["images"], stored)
+            if _fingerprint(sources, now) == old["fingerprint"]:
+                log.info("reusing cache %s", final)
+                return final
+            what = describe_changes(stored, now) or "image records differ"
+        if on_change == "refuse":
+            raise DataChangedError(
+                f"the data of {dataset}({split_by}) under {data_root} changed since the cache {final} was "
+                f"built ({what}); run notebooks/01_preprocess (or vglaw.data.preprocess) again to "
+                "rebuild and check it")
+        log.warning("rebuilding cache %s: %s", final, what)
 
     t0 = time.time()
     samples, images, anns, stats, paths = read_refer(data_root, dataset, split_by)
@@ -87,11 +164,15 @@ def preprocess(data_root: str | Path, dataset: str, split_by: str, cache_dir: st
                 "image_dir": str(paths["images"].resolve()),
                 "splits": splits, "skipped": stats, "sentences": len(samples),
                 "images": len(images), "annotations": len(anns), "sources": sources}
+    stats = image_stats(paths["images"], [im["file_name"] for im in images.values()])
+    manifest["fingerprint"] = _fingerprint(sources, stats)
+    manifest["image_scan"] = None  # verify_images records its result here
 
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
     try:
         _write_json(tmp / "items.json", items)
+        _write_json(tmp / "image_stats.json", stats)
         _write_json(tmp / "manifest.json", manifest)  # the manifest last: it marks a whole cache
         if final.exists():  # swap: move the stale cache aside first, so the rename cannot fail on it
             stale = Path(tempfile.mkdtemp(prefix=f".{final.name}.old-", dir=final.parent))
@@ -110,6 +191,69 @@ def preprocess(data_root: str | Path, dataset: str, split_by: str, cache_dir: st
 def _write_json(path: Path, obj) -> None:
     with open(path, "w") as f:
         json.dump(obj, f, separators=(",", ":"))
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(Path(path).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def _check_image(path: Path, width: int, height: int) -> str | None:
+    """What is wrong with one image file (None: it decodes with the stated size)."""
+    if not path.is_file():
+        return "missing"
+    try:
+        with Image.open(path) as im:
+            im.load()  # decodes every byte: a truncated file fails here
+            size = im.size
+    except (OSError, SyntaxError, ValueError) as exc:
+        return f"does not decode ({' '.join(str(exc).split())})"
+    if size != (width, height):
+        return f"size {size[0]}x{size[1]}, instances.json says {width}x{height}"
+    return None
+
+
+def verify_images(folder: str | Path, splits=None, *, progress: bool = False) -> list[dict]:
+    """Open every image of `splits` (default: all) of the cache `folder`; returns the bad ones.
+
+    Records {splits, checked, bad, fingerprint} as the manifest's `image_scan`, then raises
+    ImageCheckError listing **every** bad file (one row each: file, split(s), problem) if any.
+    """
+    folder = Path(folder)
+    manifest = read_manifest(folder)
+    if manifest is None:
+        raise FileNotFoundError(f"no preprocessed cache at {folder}")
+    items = json.loads((folder / "items.json").read_text())
+    splits = list(splits or manifest["splits"])
+    image_dir = Path(manifest["image_dir"])
+    where: dict[int, set] = {}
+    for image_id, stored in zip(items["samples"]["image_id"], items["samples"]["split"]):
+        for split in splits:
+            if split_matches(split, stored):
+                where.setdefault(int(image_id), set()).add(split)
+    bad = []
+    ids = sorted(where)
+    if progress:
+        from tqdm import tqdm
+        ids = tqdm(ids, desc="checking images", leave=False)
+    for image_id in ids:
+        im = items["images"][str(image_id)]
+        problem = _check_image(image_dir / im["file_name"], im["width"], im["height"])
+        if problem:
+            bad.append({"file": im["file_name"], "splits": ",".join(sorted(where[image_id])), "problem": problem})
+    manifest["image_scan"] = {"splits": splits, "checked": len(where), "bad": bad,
+                              "fingerprint": manifest.get("fingerprint"),
+                              "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    tmp = folder / "manifest.json.tmp"
+    _write_json(tmp, manifest)
+    os.replace(tmp, folder / "manifest.json")
+    if bad:
+        rows = "; ".join(f"{b['file']} [{b['splits']}]: {b['problem']}" for b in bad)
+        raise ImageCheckError(f"{len(bad)} of {len(where)} images of {', '.join(splits)} under {image_dir} "
+                              f"are bad: {rows}", bad)
+    return bad
 
 
 class RefDataset:

@@ -43,7 +43,7 @@ CHOICES = {"dataset": DATASETS, "law_type": LAW_TYPES, "lr_scheduler": LR_SCHEDU
            "device_target": DEVICE_TARGETS, "vit_model": VIT_MODELS, "preset": ("paper", "tiny"),
            "splitBy": ("unc", "umd", "google", "berkeley"), "select_metric": SELECT_METRICS}
 NARGS = {"drop_epochs": int, "eval_splits": str}
-FLAGS = ("resume", "overwrite")  # store_true only
+FLAGS = ("resume", "overwrite", "allow_changes", "force")  # store_true only
 
 
 def _override(text: str):
@@ -83,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
             if name in ("warmup_epochs", "lr_lang", "lr_visual", "lr_base"):
                 typ = float
             p.add_argument(flag, type=typ, default=default, choices=CHOICES.get(name), help=_help(f))
+    p.add_argument("--debug", action="store_true", help="print the traceback of an error (also VGLAW_DEBUG=1)")
     return p
 
 
@@ -91,6 +92,7 @@ def parse_config(argv: Sequence[str] | None = None, parser: argparse.ArgumentPar
     parser = parser or build_parser()
     ns = parser.parse_args(argv)
     values = vars(ns)
+    values.pop("debug", None)
     values["model_overrides"] = dict(values["model_overrides"])
     try:
         return resolve_config(TrainConfig(**values))
@@ -99,22 +101,23 @@ def parse_config(argv: Sequence[str] | None = None, parser: argparse.ArgumentPar
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Exit codes: 0 done, 2 a user error (one line on stderr: bad flag or value, missing or refused
+    file, run directory held by another process or by a finished run, refused resume, changed data),
+    1 a runtime failure (non-finite loss, anything unexpected). --debug / VGLAW_DEBUG=1: traceback."""
+    from vglaw.errors import run_main
     parser = build_parser()
+    debug = parser.parse_known_args(argv)[0].debug
     cfg = parse_config(argv, parser)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("vglaw").setLevel(logging.INFO)
-    from vglaw.train.loop import TrainingFailed, run_training
+    from vglaw.train.loop import run_training
 
     def _terminated(signum, frame):  # SIGTERM -> SystemExit, so status.json says "failed"
         raise SystemExit(128 + signum)
 
     signal.signal(signal.SIGTERM, _terminated)
-    try:
-        run_dir = run_training(cfg)
-    except (ConfigError, FileNotFoundError) as exc:
-        parser.error(str(exc))
-    except TrainingFailed as exc:
-        print(f"python -m vglaw.train: error: {exc}", file=sys.stderr)
-        return 1
-    print(f"run directory: {run_dir}")
-    return 0
+
+    def body() -> int:
+        print(f"run directory: {run_training(cfg)}")
+        return 0
+    return run_main(parser.prog, body, debug)

@@ -111,6 +111,8 @@ class TrainConfig:
     synthetic_images: int | None = None  # shapes*: images to generate; None: the generator's default
     resume: bool = False                # continue from last.ckpt of the run dir
     overwrite: bool = False             # start afresh even if the run dir holds a run
+    allow_changes: bool = False         # --resume may change settings that alter the run (recorded in config.json)
+    force: bool = False                 # train even when the resource estimate exceeds free memory
     ckpt_every: int = 0                 # also write last.ckpt every N updates (0: epoch ends only)
     log_freq: int = 10                  # train_log.jsonl line every N optimiser updates
     seed: int = 0                       # model init, data order (with the epoch) and augmentation

@@ -26,6 +26,7 @@ import logging
 import math
 import os
 import platform
+import socket
 import subprocess
 import sys
 import time
@@ -34,7 +35,8 @@ from pathlib import Path
 import numpy as np
 
 from vglaw.train.config import ConfigError, TrainConfig, model_config, resolve_config
-from vglaw.train.state import RunDir, load_train_state, rng_state, save_train_state, set_rng_state
+from vglaw.train.bookkeeping import changed_fields, format_changes, resume_entry, split_changes
+from vglaw.train.state import RunDir, RunLock, load_train_state, rng_state, save_train_state, set_rng_state
 
 __all__ = ["run_training", "RunExistsError", "TrainingFailed", "TRAIN_COLUMNS"]
 
@@ -90,11 +92,15 @@ def _prepare_data(cfg: TrainConfig, rank: int):
         # The synthetic set is generated when absent (or when --synthetic_images asks for another
         # size); an existing one is used as it is, whatever parameters made it.
         exists = (data_root / cfg.dataset / "generator.json").is_file()
-        if cfg.dataset in ("shapes", "shapes_rle") and (cfg.synthetic_images or not exists):
+        generated = cfg.dataset in ("shapes", "shapes_rle") and (cfg.synthetic_images or not exists)
+        if generated:
             from vglaw.data import ensure_shapes
             kw = {"n_images": cfg.synthetic_images} if cfg.synthetic_images else {}
             ensure_shapes(data_root, dataset=cfg.dataset, **kw)
-        preprocess(data_root, cfg.dataset, cfg.splitBy, cache_dir)
+        # Files changed under an existing cache are refused (01_preprocess rebuilds and checks them);
+        # data this call just generated is cached afresh.
+        preprocess(data_root, cfg.dataset, cfg.splitBy, cache_dir,
+                   on_change="rebuild" if generated else "refuse")
     barrier()
     splits = dict.fromkeys(("train", "val") + tuple(cfg.eval_splits))
     return {s: RefDataset(cache_dir, cfg.dataset, cfg.splitBy, s) for s in splits}
@@ -169,8 +175,13 @@ def _check_paths(cfg: TrainConfig) -> None:
     if cfg.text_encoder_path not in (None, "none") and not Path(cfg.text_encoder_path, "vocab.txt").is_file():
         raise ConfigError(f"--text_encoder_path {cfg.text_encoder_path} is not a Hugging Face BERT "
                           "folder (no vocab.txt)")
-    if cfg.data_root and not Path(cfg.data_root).is_dir() and cfg.dataset not in ("shapes", "shapes_rle"):
-        raise ConfigError(f"--data_root {cfg.data_root} does not exist")
+    if cfg.data_root and not Path(cfg.data_root).is_dir():
+        if cfg.dataset not in ("shapes", "shapes_rle"):
+            raise ConfigError(f"--data_root {cfg.data_root} does not exist")
+        if not cfg.synthetic_images:  # a typo must not grow a synthetic dataset where nobody looks
+            raise ConfigError(f"--data_root {cfg.data_root} does not exist; omit it to use (or generate) "
+                              f"the synthetic {cfg.dataset} under data/, or give --synthetic_images N to "
+                              "generate it there")
 
 
 def _evaluate(model, ds, tokenizer, cfg, use_jit: bool, forward=None):
@@ -245,14 +256,7 @@ def run_training(cfg: TrainConfig) -> Path:
     _check_paths(cfg)
     import mindspore as ms
     from vglaw import paths
-    from vglaw.data.pipeline import RefBatches
-    from vglaw.data.tokenizer import load_tokenizer
-    from vglaw.losses import GroundingLoss
-    from vglaw.models import VGLAW
-    from vglaw.models.checkpoint import load_model, save_model
-    from vglaw.train.distributed import barrier, init_distributed
-    from vglaw.train.optim import Schedule, build_optimizer, group_lrs, optimizer_state
-    from vglaw.train.step import NonFiniteLossError, TrainStep
+    from vglaw.train.distributed import init_distributed
 
     if cfg.device_target:
         ms.set_device(cfg.device_target)
@@ -266,7 +270,55 @@ def run_training(cfg: TrainConfig) -> Path:
     if rank < 0:  # msrun's scheduler process: it only coordinated the workers
         return run_path
     run = RunDir(run_path, writer=rank == 0)
+    # One writer per run directory, locked before anything is written; msrun's ranks share it
+    # (only rank 0 writes).
+    lock = RunLock(run.path).acquire() if rank == 0 else None
+    try:
+        return _train(cfg, run, rank, world, use_jit, determinism)
+    finally:
+        if lock is not None:
+            lock.release()
 
+
+def _stored_config(run: RunDir) -> dict | None:
+    try:
+        return json.loads((run / "config.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def _check_resume(cfg: TrainConfig, stored: dict | None, fingerprint: str | None) -> dict:
+    """The changes of this resume ({field: [stored, requested]}); refuses computation changes
+    unless allow_changes (vglaw.train.bookkeeping)."""
+    if stored is None:
+        log.warning("--resume: no config.json in the run directory; settings cannot be compared")
+        return {}
+    changes = changed_fields(stored.get("train", {}), json.loads(json.dumps(dataclasses.asdict(cfg))))
+    old_fp = (stored.get("data") or {}).get("fingerprint")
+    if old_fp is not None and fingerprint is not None and old_fp != fingerprint:
+        changes["data_fingerprint"] = [old_fp, fingerprint]
+    _, refused = split_changes(changes, cfg.lr_scheduler)
+    if refused and not cfg.allow_changes:
+        raise ConfigError(f"--resume of {cfg.experiment_name} would change what the run computes: "
+                          f"{format_changes(refused)}; resume with the stored values, or pass "
+                          "--allow_changes to apply them from the resumed update (recorded in "
+                          "config.json 'resumes')")
+    return changes
+
+
+def _train(cfg: TrainConfig, run: RunDir, rank: int, world: int, use_jit: bool, determinism: dict) -> Path:
+    import mindspore as ms
+    from vglaw.data.pipeline import RefBatches
+    from vglaw.data.tokenizer import load_tokenizer
+    from vglaw.losses import GroundingLoss
+    from vglaw.models import VGLAW
+    from vglaw.models.checkpoint import load_model, save_model
+    from vglaw.train.distributed import barrier
+    from vglaw.train.optim import Schedule, build_optimizer, group_lrs, optimizer_state
+    from vglaw.train.step import NonFiniteLossError, TrainStep
+
+    if rank == 0:
+        run.mark_interrupted()  # a killed run's "running" status is recorded as "interrupted"
     resume = cfg.resume and run.last.is_file()
     if cfg.resume and not resume:
         log.warning("--resume: %s has no last.ckpt yet; starting from scratch", run.path)
@@ -278,10 +330,17 @@ def run_training(cfg: TrainConfig) -> Path:
                                  "--experiment_name")
         for f in list(RUN_FILES) + [p.name for p in run.path.glob("predictions_*.json")]:
             (run / f).unlink(missing_ok=True)
+    stored = _stored_config(run) if resume else None
+    if resume:
+        _check_resume(cfg, stored, None)  # fail fast, before the data and the model
     if rank == 0:
         run.path.mkdir(parents=True, exist_ok=True)
 
     data = _prepare_data(cfg, rank)
+    manifest = data["train"].manifest
+    data_record = {"cache": str(data["train"].folder), "fingerprint": manifest.get("fingerprint"),
+                   "image_scan": manifest.get("image_scan")}
+    changes = _check_resume(cfg, stored, data_record["fingerprint"]) if resume else {}
     tokenizer = load_tokenizer(cfg.text_encoder_path if cfg.text_encoder_path not in (None, "none") else None)
     ms.set_seed(cfg.seed)  # same on every rank: identical initial weights
     np.random.seed(cfg.seed)
@@ -337,13 +396,16 @@ def run_training(cfg: TrainConfig) -> Path:
             "total_updates": total_updates, "warmup_steps": schedule.kw["warmup_steps"],
             "drop_steps": list(schedule.kw["drop_steps"]), "loaded_weights": loaded,
             "determinism": determinism}
+    command = " ".join([Path(sys.executable).name] + sys.argv)
     config_json = {"train": dataclasses.asdict(cfg), "model": dataclasses.asdict(model.config),
-                   "derived": info, "versions": _versions(),
-                   "command": " ".join([Path(sys.executable).name] + sys.argv)}
-    if not resume:
-        run.write_json("config.json", config_json)
+                   "derived": info, "data": data_record, "versions": _versions(), "command": command}
+    if resume and stored is not None:  # the settings in effect from now on, and what this resume changed
+        config_json = dict(stored, train=config_json["train"], derived=info, data=data_record,
+                           resumes=list(stored.get("resumes", [])) + [
+                               resume_entry(update, changes, cfg.allow_changes, command)])
+    run.write_json("config.json", config_json)
     clock = _Clock(clock_state.get("time", 0.0), clock_state.get("eval_time", 0.0))
-    run.status("running", pid=os.getpid(), step=update, total_updates=total_updates, epoch=epoch,
+    run.status("running", pid=os.getpid(), host=socket.gethostname(), step=update, total_updates=total_updates, epoch=epoch,
                started=time.strftime("%Y-%m-%dT%H:%M:%S"))
 
     def save_last(ep, done, pending):

@@ -1,0 +1,136 @@
+"""Run bookkeeping (issue 9): one writer per run directory, honest resume, a killed run reads as
+interrupted, a failed start leaves no empty folder; real CLI runs on the tiny set."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from _train_helpers import REPO, cli_args, env, run_cli
+
+SHORT = ("--max_epochs", "1", "--eval_splits", "val", "--eval_every", "0")
+
+
+def _start(args: list[str]) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "vglaw.train", *args], cwd=REPO, env=env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for(pred, proc: subprocess.Popen, timeout: float = 240) -> None:
+    deadline = time.time() + timeout
+    while not pred() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended too early: " + proc.stderr.read()[-3000:]
+    assert pred(), "timed out"
+
+
+def _error_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if "error:" in line or line.startswith("Traceback")]
+
+
+def test_second_writer_exits_2_at_once_and_the_directory_is_the_first_runs(tiny_data, tmp_path):
+    first_args = cli_args(tiny_data, tmp_path, "same", *SHORT, "--max_steps", "6", "--seed", "1")
+    first = _start(first_args)
+    run = tmp_path / "same"
+    _wait_for(lambda: (run / "status.json").is_file(), first)
+    t0 = time.time()
+    second = run_cli(cli_args(tiny_data, tmp_path, "same", *SHORT, "--max_steps", "6", "--seed", "2"), timeout=120)
+    waited = time.time() - t0
+    assert first.poll() is None, "the first run must still be writing for this test to mean anything"
+    assert second.returncode == 2, second.stderr[-3000:]
+    assert f"run same is being written by pid {first.pid}" in second.stderr
+    assert len(_error_lines(second.stderr)) == 1 and "Traceback" not in second.stderr
+    assert waited < 60  # refused at start-up, not after a training run
+    assert first.wait(timeout=300) == 0, first.stderr.read()[-3000:]
+    first.stderr.close()
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["train"]["seed"] == 1
+    steps = [json.loads(line)["step"] for line in (run / "train_log.jsonl").read_text().splitlines()
+             if "eval" not in json.loads(line)]
+    assert steps == sorted(set(steps)) and steps[-1] == 6  # one row per step: one writer
+    assert json.loads((run / "status.json").read_text())["state"] == "finished"
+    assert not (run / ".lock").exists() or json.loads((run / ".lock").read_text())["pid"] == first.pid
+
+
+def test_resume_refuses_changed_settings_and_allow_changes_records_them(tiny_data, tmp_path):
+    base = cli_args(tiny_data, tmp_path, "r", *SHORT)
+    r = run_cli(base + ["--lr_base", "1e-3", "--max_steps", "2"])
+    assert r.returncode == 0, r.stderr[-3000:]
+    run = tmp_path / "r"
+    before = (run / "config.json").read_text()
+
+    r = run_cli(base + ["--lr_base", "5e-3", "--max_steps", "4", "--resume"])
+    assert r.returncode == 2, r.stderr[-3000:]
+    assert "lr_base: 0.001 -> 0.005" in r.stderr and "--allow_changes" in r.stderr
+    assert "max_steps" not in _error_lines(r.stderr)[0]  # extending the run is not a change of what it computes
+    assert len(_error_lines(r.stderr)) == 1
+    assert (run / "config.json").read_text() == before  # nothing trained, nothing rewritten
+
+    r = run_cli(base + ["--lr_base", "5e-3", "--max_steps", "4", "--resume", "--allow_changes"])
+    assert r.returncode == 0, r.stderr[-3000:]
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["train"]["lr_base"] == 5e-3 and cfg["train"]["max_steps"] == 4  # what ran from update 2
+    [entry] = cfg["resumes"]
+    assert entry["step"] == 2 and entry["allowed_changes"] is True
+    assert entry["changes"]["lr_base"] == [1e-3, 5e-3] and entry["changes"]["max_steps"] == [2, 4]
+    log = [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in log if "eval" not in row] == [2, 4]
+    assert json.loads((run / "status.json").read_text())["step"] == 4
+
+    # extending max_steps alone needs no flag, and is recorded too
+    r = run_cli(base + ["--lr_base", "5e-3", "--max_steps", "6", "--resume"])
+    assert r.returncode == 0, r.stderr[-3000:]
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["train"]["max_steps"] == 6 and len(cfg["resumes"]) == 2
+    assert cfg["resumes"][1]["changes"] == {"max_steps": [4, 6]} and cfg["resumes"][1]["step"] == 4
+
+
+def test_sigkilled_run_reads_interrupted_and_resumes(tiny_data, tmp_path):
+    from vglaw.train.state import lock_holder, read_status
+    args = cli_args(tiny_data, tmp_path, "k", *SHORT, "--max_steps", "12", "--ckpt_every", "1")
+    proc = _start(args)
+    run = tmp_path / "k"
+    _wait_for(lambda: (run / "last.ckpt").is_file(), proc)
+    assert lock_holder(run)["pid"] == proc.pid  # the live writer is named
+    assert read_status(run)["state"] == "running"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    proc.stderr.close()
+    assert json.loads((run / "status.json").read_text())["state"] == "running"  # the file as the kill left it
+    st = read_status(run)
+    assert st["state"] == "interrupted" and st["stale_pid"] == proc.pid
+    assert lock_holder(run) is None
+
+    r = run_cli(args)  # without --resume: refused, and the status is recorded
+    assert r.returncode == 2 and "(state interrupted)" in r.stderr and "--resume" in r.stderr
+    assert json.loads((run / "status.json").read_text())["state"] == "interrupted"
+    r = run_cli(args + ["--resume"])
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "resumed" in r.stderr
+    st = json.loads((run / "status.json").read_text())
+    assert st["state"] == "finished" and st["step"] == 12
+
+
+def test_failed_start_leaves_no_run_folder(tiny_data, tmp_path):
+    empty = tmp_path / "empty_root"
+    empty.mkdir()
+    r = run_cli(["--preset", "tiny", "--dataset", "refcoco", "--vit_model", "scratch", "--data_root", str(empty),
+                 "--cache_dir", str(tmp_path / "cache"), "--save_ckpt_dir", str(tmp_path / "runs"),
+                 "--experiment_name", "nodata", "--no-progress"], timeout=120)
+    assert r.returncode == 2, r.stderr[-3000:]
+    lines = _error_lines(r.stderr)
+    assert len(lines) == 1 and "not found" in lines[0] and "data/README.md" in lines[0]
+    assert not (tmp_path / "runs" / "nodata").exists()
+
+
+def test_mistyped_data_root_of_the_synthetic_set_is_refused(tmp_path):
+    typo = tmp_path / "dta"
+    r = run_cli(["--preset", "tiny", "--dataset", "shapes", "--data_root", str(typo), "--save_ckpt_dir",
+                 str(tmp_path / "runs"), "--experiment_name", "t", "--no-progress"], timeout=120)
+    assert r.returncode == 2 and f"--data_root {typo} does not exist" in r.stderr
+    assert not typo.exists() and not (tmp_path / "runs" / "t").exists()
