@@ -26,10 +26,11 @@ LR_SCHEDULERS = ("step", "cosine")
 MODES = ("GRAPH", "PYNATIVE")
 DEVICE_TARGETS = ("CPU", "GPU", "Ascend")
 # vitdet_b_mrcnn: initialise the backbone from detectron2's ViTDet-B Mask R-CNN .pkl (--vit_model_path);
+# vitdet_b_ms: the same backbone as the authors' release ships it (ms_model_final_61ccd1.ckpt, vglaw.convert);
 # scratch: random init.
 # shapes_pretrained: the tiny backbone pretrained on the synthetic set's train-split instances
 # (vglaw.pretrain, DESIGN §4.2b), from --vit_model_path or built once and reused.
-VIT_MODELS = ("vitdet_b_mrcnn", "shapes_pretrained", "scratch")
+VIT_MODELS = ("vitdet_b_mrcnn", "vitdet_b_ms", "shapes_pretrained", "scratch")
 
 
 class ConfigError(ValueError):
@@ -64,8 +65,8 @@ class TrainConfig:
     img_size: int | None = None         # None: the preset's canvas side
     max_len: int | None = None          # token length; None: the preset's
     law_rank: int | None = None         # K of the svd LAW; None: the preset's
-    vit_model: str | None = None        # vitdet_b_mrcnn | shapes_pretrained | scratch; None: recipe
-    vit_model_path: str | None = None   # vitdet_b_mrcnn: detectron2 .pkl; shapes_pretrained: backbone.ckpt
+    vit_model: str | None = None        # vitdet_b_mrcnn | vitdet_b_ms | shapes_pretrained | scratch; None: recipe
+    vit_model_path: str | None = None   # vitdet_b_mrcnn: detectron2 .pkl; vitdet_b_ms: the authors' .ckpt; shapes_pretrained: backbone.ckpt
     pretrain_updates: int = 500         # shapes_pretrained without a path: updates of the pretraining
     pretrained_path: str | None = None  # full VG-LAW .ckpt to start from (as the seed's flag)
     text_encoder_path: str | None = None  # HF BERT folder; None: MiniLM if its width fits, "none": random
@@ -235,6 +236,9 @@ def resolve_config(cfg: TrainConfig) -> TrainConfig:
         raise ConfigError("warmup_steps / warmup_epochs must be >= 0")
     if out.eval_batch_size is None:
         out.eval_batch_size = 2 * out.batch_size
+    if out.vit_model == "vitdet_b_ms" and not out.vit_model_path and not out.pretrained_path:
+        raise ConfigError("vit_model 'vitdet_b_ms' needs --vit_model_path (the authors' ViTDet backbone "
+                          "ms_model_final_61ccd1.ckpt) or a full --pretrained_path")
     if out.vit_model == "vitdet_b_mrcnn" and not out.vit_model_path and not out.pretrained_path:
         raise ConfigError("vit_model 'vitdet_b_mrcnn' needs --vit_model_path (detectron2's ViTDet "
                           "model_final_61ccd1.pkl) or a full --pretrained_path; use --vit_model "

@@ -129,6 +129,10 @@ def _init_weights(model, cfg: TrainConfig) -> dict:
     if cfg.vit_model == "vitdet_b_mrcnn":
         load_vitdet(model, cfg.vit_model_path)
         loaded["backbone"] = str(cfg.vit_model_path)
+    elif cfg.vit_model == "vitdet_b_ms":
+        from vglaw.convert import load_official_backbone
+        load_official_backbone(model, cfg.vit_model_path)
+        loaded["backbone"] = str(cfg.vit_model_path)
     elif cfg.vit_model == "shapes_pretrained":
         loaded.update(_pretrained_backbone(model, cfg))
     return loaded
