@@ -258,3 +258,19 @@ def test_stored_config_without_the_new_fields_still_loads(tmp_path):
     save_checkpoint(tmp_path / "old.ckpt", dict(params, **{CARRIED_PREFIX + "x": np.zeros(2, np.float32)}),
                     {"config": old})
     assert load_model(build_model("tiny", "svd", **SMALL), tmp_path / "old.ckpt", strict=True).ok
+
+
+def test_training_starts_from_the_authors_backbone(tmp_path):
+    """--vit_model vitdet_b_ms --vit_model_path <the authors' backbone .ckpt>."""
+    from vglaw.train import ConfigError
+    from vglaw.train.config import TrainConfig, resolve_config
+    from vglaw.train.loop import _init_weights
+    with pytest.raises(ConfigError, match="vitdet_b_ms' needs --vit_model_path"):
+        resolve_config(TrainConfig(preset="tiny", vit_model="vitdet_b_ms"))
+    model = build_model("paper", "svd", **SMALL)
+    vit = _random_official(official_shapes(model.config, "backbone"), seed=5)
+    src = _write_plain(tmp_path / "ms_model_final_61ccd1.ckpt", vit)
+    cfg = TrainConfig(preset="paper", vit_model="vitdet_b_ms", vit_model_path=str(src), text_encoder_path="none")
+    assert _init_weights(model, cfg) == {"backbone": str(src)}
+    np.testing.assert_array_equal(model.backbone.blocks[1].attn.qkv.weight.asnumpy(),
+                                  vit["visual_encoder.blocks.1.attn.qkv.weight"])
