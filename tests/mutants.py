@@ -28,8 +28,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-IGNORE = shutil.ignore_patterns(".venv", ".git", "runs", ".cache", "reports", "rank_*", "__pycache__",
-                                "*.egg-info", ".pytest_cache", "notebooks", "benchmarks", "data")
+TOP_LEVEL_SKIP = {".venv", ".git", "runs", ".cache", "reports", "notebooks", "benchmarks", "data"}
+_ANYWHERE = shutil.ignore_patterns("rank_*", "__pycache__", "*.egg-info", ".pytest_cache")
+
+
+def _ignore(folder, names):
+    skip = set(_ANYWHERE(folder, names))
+    if Path(folder) == REPO:
+        skip |= TOP_LEVEL_SKIP & set(names)
+    return skip
 
 
 @dataclass(frozen=True)
@@ -196,7 +203,7 @@ def main(argv=None) -> int:
         return 0
     with tempfile.TemporaryDirectory(prefix="vglaw_mutants_") as tmp:
         copy = Path(tmp) / "repo"
-        shutil.copytree(REPO, copy, ignore=IGNORE)
+        shutil.copytree(REPO, copy, ignore=_ignore)
         probe = subprocess.run([sys.executable, "-c", "import vglaw; print(vglaw.__file__)"], cwd=copy,
                                env=dict(os.environ, PYTHONPATH=str(copy)), capture_output=True, text=True)
         if not probe.stdout.startswith(str(copy)):
