@@ -123,8 +123,9 @@ def test_converted_model_computes_with_mindspores_resize(tmp_path):
     cfg = make_model_config("paper", **SMALL_AUTHORS)
     src = _write_plain(tmp_path / "o.ckpt", _random_official(official_shapes(cfg), seed=1, scale=0.1))
     convert_official(src, tmp_path / "ours.ckpt", **SMALL_AUTHORS)
-    a = build_model("paper", "svd", **SMALL_AUTHORS)
-    load_model(a, tmp_path / "ours.ckpt")
+    from vglaw.evaluate import load_model_from_checkpoint
+    a = load_model_from_checkpoint(tmp_path / "ours.ckpt")  # as evaluate / predict build it
+    assert a.config == make_model_config("paper", **SMALL_AUTHORS)
     b = build_model("paper", "svd", **dict(SMALL_AUTHORS, pos_table="token"))
     arrays, _ = read_checkpoint(tmp_path / "ours.ckpt")
     table = arrays["backbone.pos_embed"][0, 1:].reshape(2, 2, -1).transpose(2, 0, 1)[None]
