@@ -33,6 +33,7 @@ shapes_images: int = 1740  # synthetic only: number of images (1500 train + 80 p
 shapes_seed: int = 0  # synthetic only: generator seed (same seed, same bytes)
 shapes_min_size: int = 160  # synthetic only: smallest long side of an image, pixels
 shapes_max_size: int = 256  # synthetic only: largest long side of an image, pixels
+verify_images: bool = True  # open every image of every split: decodes, size as instances.json; lists all bad files
 smoke: bool = False  # tiny fast variant: 40 synthetic images of 64-96 px
 n_show: int = 8  # samples drawn in the grid
 report_dir: str = ""  # if non-empty, counts are written to <report_dir>/data/ as CSV and JSON
@@ -52,8 +53,11 @@ import pandas as pd
 from IPython.display import display
 
 from vglaw.data import RefDataset, check_names, ensure_shapes, preprocess, read_manifest
+from vglaw.data.cache import ImageCheckError, verify_images
+from vglaw.errors import install_notebook_handler
 from vglaw.paths import default_cache_dir, default_data_root, reports_dir, resolve_path
 
+install_notebook_handler()  # known errors (missing files, bad images) show as one line
 check_names(P.dataset, P.split_by)
 root = resolve_path(P.data_root, default_data_root())
 cache = resolve_path(P.cache_dir, default_cache_dir())
@@ -77,10 +81,30 @@ if P.dataset in ("shapes", "shapes_rle"):
 # ## 2. Build (or reuse) the cache
 
 # %%
-cache_folder = preprocess(root, P.dataset, P.split_by, cache)
+cache_folder = preprocess(root, P.dataset, P.split_by, cache, check_images=not P.verify_images)  # 2b checks them
 manifest = read_manifest(cache_folder)
 print(cache_folder)
 print("skipped:", manifest["skipped"])
+print("data fingerprint:", manifest["fingerprint"], "(runs record it in config.json)")
+
+# %% [markdown]
+# ## 2b. Check every image
+#
+# Opens every image of every split and checks that it decodes and that its size equals the one
+# `instances.json` states. All bad files are listed at once in one table, then the notebook stops:
+# a missing or truncated image would otherwise surface mid-epoch as a long traceback. The result
+# is recorded in the cache manifest (`image_scan`).
+
+# %%
+if P.verify_images:
+    try:
+        verify_images(cache_folder, progress=True)
+    except ImageCheckError as err:
+        with pd.option_context("display.max_colwidth", None):
+            display(pd.DataFrame(err.bad))
+        raise
+    scan = read_manifest(cache_folder)["image_scan"]
+    print(f"{scan['checked']} images of {', '.join(scan['splits'])}: all decode with the stated size")
 
 # %% [markdown]
 # ## 3. Counts per split

@@ -86,7 +86,9 @@ def install_notebook_handler(shell=None) -> bool:
         return False
 
     def handler(self, etype, value, tb, tb_offset=None):
-        return [f"{etype.__name__}: {one_line(value)}"]
+        stb = [f"{etype.__name__}: {one_line(value)}"]
+        self._showtraceback(etype, value, stb)  # the kernel's error message (papermill reports it)
+        return stb
 
     shell.set_custom_exc(user_error_classes(), handler)
     return True

@@ -62,7 +62,7 @@ def test_failure_mid_build_leaves_nothing(refcoco_root, tmp_path, monkeypatch, e
     monkeypatch.setattr(cache, "_write_json", failing_write)
     with pytest.raises(RuntimeError, match="disk full"):
         preprocess(refcoco_root, "refcoco", "unc", cdir, force=True)
-    assert written == ["items.json", "manifest.json"]  # it did fail half-way
+    assert written == ["items.json", "image_stats.json", "manifest.json"]  # it did fail half-way
     if existing:  # the old, complete cache is untouched
         assert sorted(os.listdir(cdir)) == ["refcoco(unc)"]
         assert (cdir / "refcoco(unc)" / "items.json").read_bytes() == before

@@ -108,12 +108,14 @@ def read_manifest(folder: str | Path) -> dict | None:
 
 
 def preprocess(data_root: str | Path, dataset: str, split_by: str, cache_dir: str | Path, *,
-               force: bool = False, on_change: str = "rebuild") -> Path:
+               force: bool = False, on_change: str = "rebuild", check_images: bool = True) -> Path:
     """Build (or reuse) the cache of `dataset(split_by)` read from `data_root`; returns its folder.
 
     Reused when its manifest records the same cache format, data root and fingerprint (annotation
     hashes, every image's size and mtime); `force=True` rebuilds. With changed sources it rebuilds,
-    or with `on_change="refuse"` raises DataChangedError naming what changed. Raises DataNotFoundError (a FileNotFoundError) for
+    or with `on_change="refuse"` raises DataChangedError naming what changed. `check_images=False`
+    skips the check that every image file exists (for a caller that runs `verify_images` next,
+    which lists every bad file at once). Raises DataNotFoundError (a FileNotFoundError) for
     missing files, ValueError for unknown names.
     """
     if on_change not in ("rebuild", "refuse"):
@@ -146,7 +148,7 @@ def preprocess(data_root: str | Path, dataset: str, split_by: str, cache_dir: st
         log.warning("rebuilding cache %s: %s", final, what)
 
     t0 = time.time()
-    samples, images, anns, stats, paths = read_refer(data_root, dataset, split_by)
+    samples, images, anns, stats, paths = read_refer(data_root, dataset, split_by, check_images=check_images)
     splits = {}
     for split in DATASETS[dataset][split_by]:
         chosen = [s for s in samples if split_matches(split, s.split)]

@@ -195,6 +195,8 @@ def read_refer(data_root: str | Path, dataset: str, split_by: str, *, check_imag
         missing = [paths["images"] / images[i]["file_name"] for i in sorted(used)
                    if not (paths["images"] / images[i]["file_name"]).is_file()]
         if missing:
-            raise DataNotFoundError(f"{len(missing)} of {len(used)} images of {dataset}, e.g. image",
-                                    missing[0])
+            names = ", ".join(p.name for p in missing[:10]) + (f", ... {len(missing) - 10} more"
+                                                              if len(missing) > 10 else "")
+            raise DataNotFoundError(f"{len(missing)} of {len(used)} images of {dataset} ({names})",
+                                    paths["images"])
     return samples, images, anns, stats, paths

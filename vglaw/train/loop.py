@@ -99,8 +99,14 @@ def _prepare_data(cfg: TrainConfig, rank: int):
             ensure_shapes(data_root, dataset=cfg.dataset, **kw)
         # Files changed under an existing cache are refused (01_preprocess rebuilds and checks them);
         # data this call just generated is cached afresh.
-        preprocess(data_root, cfg.dataset, cfg.splitBy, cache_dir,
-                   on_change="rebuild" if generated else "refuse")
+        folder = preprocess(data_root, cfg.dataset, cfg.splitBy, cache_dir,
+                            on_change="rebuild" if generated else "refuse")
+        from vglaw.data.cache import ImageCheckError, read_manifest
+        scan = read_manifest(folder).get("image_scan") or {}
+        if scan.get("bad"):  # 01_preprocess found bad images and the files are still the same
+            raise ImageCheckError(f"{folder}: 01_preprocess found {len(scan['bad'])} bad image(s) ("
+                                  + "; ".join(f"{b['file']}: {b['problem']}" for b in scan["bad"][:10])
+                                  + "); replace them and run 01_preprocess again", scan["bad"])
     barrier()
     splits = dict.fromkeys(("train", "val") + tuple(cfg.eval_splits))
     return {s: RefDataset(cache_dir, cfg.dataset, cfg.splitBy, s) for s in splits}
