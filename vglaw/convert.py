@@ -265,12 +265,14 @@ def _gather_backbone(arrays: dict, path: Path, report: ConversionReport) -> dict
     return out
 
 
-def _check_names(arrays: dict, layout: list[_Entry], path: Path, kind: str, adapt: bool) -> list[str]:
-    """Refuse unknown names, missing names and shapes that do not fit (one line). With adapt=True
-    (backbone files) rel-pos tables and the position table of another size are accepted (resized later)."""
+def _check_names(arrays: dict, layout: list[_Entry], path: Path, kind: str, adapt: bool,
+                 strict: bool = True) -> list[str]:
+    """Refuse unknown names, missing names (if strict) and shapes that do not fit (one line). With
+    adapt=True (backbone files) rel-pos tables and the position table of another size are accepted
+    (resized later). Returns the unused names present."""
     expected = {e.official: e.shape for e in layout}
     unknown = sorted(n for n in arrays if n not in expected)
-    missing = sorted(n for n in expected if n not in arrays and n not in UNUSED_OFFICIAL)
+    missing = sorted(n for n in expected if n not in arrays and n not in UNUSED_OFFICIAL) if strict else []
     bad = []
     for name in sorted(set(arrays) & set(expected)):
         got, want = tuple(arrays[name].shape), expected[name]
@@ -297,7 +299,8 @@ def _check_names(arrays: dict, layout: list[_Entry], path: Path, kind: str, adap
 # --------------------------------------------------------------------------- the two directions
 
 def official_to_vglaw(arrays: dict[str, np.ndarray], cfg: ModelConfig, *, kind: str = "full",
-                      source: str = "<arrays>", report: ConversionReport | None = None) -> dict[str, np.ndarray]:
+                      source: str = "<arrays>", report: ConversionReport | None = None,
+                      strict: bool = True) -> dict[str, np.ndarray]:
     """The authors' tensors (full names, or `visual_encoder.*` for kind="backbone") -> our parameters.
 
     Raises ConversionError (one line) on a name that has no place, a missing name or a shape that
@@ -309,16 +312,16 @@ def official_to_vglaw(arrays: dict[str, np.ndarray], cfg: ModelConfig, *, kind: 
     layout = official_layout(cfg, kind)
     net = {n: a for n, a in arrays.items() if not _is_optimizer_state(n)}
     report.ignored += sorted(set(arrays) - set(net))
-    report.unused = _check_names(net, layout, path, kind, adapt=kind == "backbone")
+    report.unused = _check_names(net, layout, path, kind, adapt=kind == "backbone", strict=strict)
     out: dict[str, np.ndarray] = {}
     for e in layout:
         if e.official not in net:
             continue
         arr = np.asarray(net[e.official], dtype=np.float32)
-        report.mapped += 1
         if e.ours is None:
             out[CARRIED_PREFIX + e.official] = arr
             continue
+        report.mapped += 1
         want = _our_shape(e, cfg)
         if e.how == "copy":
             if arr.shape != want:  # backbone files: rel-pos tables of another window or resolution
@@ -479,7 +482,8 @@ def convert_to_official(src: str | Path, out: str | Path) -> ConversionReport:
 def load_official_backbone(model_or_backbone, path: str | Path, *, strict: bool = True):
     """Load the authors' backbone checkpoint (`ms_model_final_61ccd1.ckpt`: ViT names with or without
     `visual_encoder.`) into the backbone, as strictly as `load_vitdet` loads detectron2's .pkl: every
-    backbone parameter needs a value and every ViT name a parameter; rel-pos tables of another size
+    backbone parameter needs a value (strict=False: missing ones keep their init, with a warning)
+    and every ViT name a parameter; rel-pos tables of another size
     are centre-cropped / interpolated and the 14x14 position table is kept (pos_table="pretrain") or
     resized with the model's `pos_resize` rule; other entries are ignored and listed.
     Returns a `vglaw.models.weights.WeightsReport`."""
@@ -499,13 +503,13 @@ def load_official_backbone(model_or_backbone, path: str | Path, *, strict: bool 
                               "python -m vglaw.convert and start from it with --pretrained_path")
     conv = ConversionReport(source=str(path), source_kind="backbone")
     arrays = _gather_backbone(arrays, path, conv)
-    ours = official_to_vglaw(arrays, cfg, kind="backbone", source=str(path), report=conv)
+    ours = official_to_vglaw(arrays, cfg, kind="backbone", source=str(path), report=conv, strict=strict)
     params = _named_params(backbone)
     values = {n[len("backbone."):]: a for n, a in ours.items()}
     missing = sorted(set(params) - set(values))
-    if missing and strict:
-        raise ConversionError(f"{path}: backbone parameter(s) with no value in the file: {_one_line_list(missing)}")
     _assign(params, values)
+    if missing:
+        log.warning("%s: backbone parameters left at their init: %s", path, missing)
     report = WeightsReport(source=str(path), loaded=sorted(values), adapted=conv.adapted, ignored=conv.ignored)
     log.info("%s", report)
     return report

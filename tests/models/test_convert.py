@@ -78,7 +78,7 @@ def paper_round_trip(tmp_path_factory):
 
 def test_official_checkpoint_converts_and_loads_strictly(paper_round_trip):
     r = paper_round_trip
-    assert r["load"].ok and r["report"].mapped == 365
+    assert r["load"].ok and r["report"].mapped == 363  # + the 2 unused pooler tensors
     assert r["report"].unused == list(UNUSED_OFFICIAL)
     official = r["official"]
     params = {n: p.asnumpy() for n, p in r["model"].parameters_and_names()}
@@ -135,8 +135,8 @@ def test_converted_model_computes_with_mindspores_resize(tmp_path):
     a.set_train(False)
     b.set_train(False)
     inputs = make_inputs(cfg=SMALL)
-    for x, y in zip(a(*inputs), b(*inputs)):
-        np.testing.assert_allclose(x.asnumpy(), y.asnumpy(), rtol=1e-5, atol=1e-5)
+    for x, y in zip(a(*inputs), b(*inputs)):  # measured 1.5e-8; the torch rule's table gives 6.5e-5
+        np.testing.assert_allclose(x.asnumpy(), y.asnumpy(), rtol=0, atol=1e-6)
     # a model saved by vglaw itself (no carried pooler) goes back too; the pooler is written as zeros
     save_model(a, tmp_path / "saved.ckpt")
     rep = convert_to_official(tmp_path / "saved.ckpt", tmp_path / "saved_official.ckpt")
@@ -188,6 +188,8 @@ def test_backbone_only_loads_like_the_pkl(tmp_path, prefix):
     _write_plain(tmp_path / "short.ckpt", arrays)
     with pytest.raises(ConversionError, match=r"1 name\(s\) missing: visual_encoder.blocks.0.norm2.beta"):
         load_official_backbone(build_model("paper", "svd", **SMALL), tmp_path / "short.ckpt")
+    rep = load_official_backbone(build_model("paper", "svd", **SMALL), tmp_path / "short.ckpt", strict=False)
+    assert "blocks.0.norm2.beta" not in rep.loaded and "blocks.0.norm2.gamma" in rep.loaded
 
 
 # --------------------------------------------------------------------------- bad input
