@@ -2,8 +2,9 @@
 only trains what is missing.
 
 A finished run directory whose resolved configuration equals the requested one is reused as is;
-an interrupted one (status not "finished", a last.ckpt present) is resumed; a finished run made
-with other settings is never overwritten silently.
+an interrupted one (status not "finished", a last.ckpt present, no live writer) is resumed; a
+finished run made with other settings, or on other data (config.json's data fingerprint differs
+from the cache's now), is never reused or overwritten silently.
 """
 
 from __future__ import annotations
@@ -15,44 +16,60 @@ from pathlib import Path
 
 from vglaw.reports import load_run
 
-__all__ = ["train_or_reuse", "config_differences"]
+__all__ = ["train_or_reuse", "config_differences", "run_differences"]
 
 log = logging.getLogger("vglaw")
-
-# Fields that do not change what a run computes.
-_BOOKKEEPING = {"resume", "overwrite", "progress", "num_workers", "log_freq", "short_comment"}
 
 
 def config_differences(stored: dict, requested: dict) -> list[str]:
     """`field: stored -> requested` for each field (but bookkeeping) that differs."""
-    keys = (set(stored) | set(requested)) - _BOOKKEEPING
-    return [f"{k}: {stored.get(k)!r} -> {requested.get(k)!r}" for k in sorted(keys)
-            if stored.get(k) != requested.get(k)]
+    from vglaw.train.bookkeeping import BOOKKEEPING, changed_fields
+    return [f"{k}: {a!r} -> {b!r}" for k, (a, b) in changed_fields(stored, requested).items()
+            if k not in BOOKKEEPING]
+
+
+def run_differences(config: dict, requested: dict, fingerprint: str | None) -> list[str]:
+    """Why a stored run (its config.json) is not the requested one: changed settings, other data
+    (the cache's fingerprint), or settings changed at a resume with --allow_changes."""
+    from vglaw.train.bookkeeping import computation_changes
+    diff = config_differences(config.get("train", {}), requested)
+    stored_fp = (config.get("data") or {}).get("fingerprint")
+    if stored_fp != fingerprint:
+        diff.append(f"data fingerprint: {stored_fp!r} -> {fingerprint!r} (the data changed since the run)")
+    diff += computation_changes(config.get("resumes", []), requested.get("lr_scheduler", "step"))
+    return diff
 
 
 def train_or_reuse(cfg) -> Path:
     """`vglaw.train.run_training(cfg)` unless an equal finished run exists; resumes an interrupted one.
 
-    Raises `vglaw.train.ConfigError` when the run directory holds a finished run made with other
-    settings (pass overwrite=True or another experiment_name).
+    Equal means: the same settings (bookkeeping aside), the same data fingerprint (the cache of
+    the files as they are now), no settings changed at a resume. Raises `vglaw.train.ConfigError`
+    when the run directory holds a finished run that differs (pass overwrite=True or another
+    experiment_name); the data layer's errors when the data changed under its cache.
     """
+    from vglaw.data import read_manifest
     from vglaw.train import ConfigError, resolve_config, run_training
+    from vglaw.train.loop import prepare_cache
+    from vglaw.train.state import read_status
 
     cfg = resolve_config(cfg)
     run_dir = Path(cfg.save_ckpt_dir) / cfg.experiment_name
     requested = json.loads(json.dumps(dataclasses.asdict(cfg)))
     run = load_run(run_dir)
     if run is not None and not cfg.overwrite:
-        diff = config_differences(run["config"].get("train", {}), requested)
+        fingerprint = read_manifest(prepare_cache(cfg)).get("fingerprint")
+        diff = run_differences(run["config"], requested, fingerprint)
         if not diff:
-            log.info("%s: finished run with the same settings found, reused", run_dir)
+            log.info("%s: finished run with the same settings and data found, reused", run_dir)
             return run_dir
-        raise ConfigError(f"{run_dir} holds a finished run made with other settings ({'; '.join(diff)}); "
-                          "use another experiment_name, or overwrite=True to replace it")
-    if run is None and (run_dir / "last.ckpt").is_file() and not cfg.overwrite:
+        raise ConfigError(f"{run_dir} holds a finished run made with other settings or data "
+                          f"({'; '.join(diff)}); use another experiment_name, or overwrite=True to replace it")
+    state = (read_status(run_dir) or {}).get("state")
+    if run is None and (run_dir / "last.ckpt").is_file() and not cfg.overwrite and state != "running":
         log.info("%s: interrupted run found, resuming from last.ckpt", run_dir)
         cfg = dataclasses.replace(cfg, resume=True)
-    elif run is None and (run_dir / "config.json").is_file() and not cfg.resume:
+    elif run is None and (run_dir / "config.json").is_file() and not cfg.resume and state != "running":
         # Started but never checkpointed: nothing to keep.
         cfg = dataclasses.replace(cfg, overwrite=True)
-    return run_training(cfg)
+    return run_training(cfg)  # a live writer ("running") makes it refuse: RunLockedError

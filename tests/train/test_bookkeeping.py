@@ -134,3 +134,50 @@ def test_mistyped_data_root_of_the_synthetic_set_is_refused(tmp_path):
                  str(tmp_path / "runs"), "--experiment_name", "t", "--no-progress"], timeout=120)
     assert r.returncode == 2 and f"--data_root {typo} does not exist" in r.stderr
     assert not typo.exists() and not (tmp_path / "runs" / "t").exists()
+
+
+REUSE = """
+import json, logging, sys
+logging.basicConfig(level=logging.INFO)
+from vglaw.runs import train_or_reuse
+from vglaw.train import TrainConfig
+print("RUN_DIR", train_or_reuse(TrainConfig(**json.loads(sys.argv[1]))))
+"""
+
+
+def test_changed_image_invalidates_the_cache_and_the_reuse_of_runs(tiny_data, tmp_path):
+    import shutil
+
+    import numpy as np
+    from PIL import Image
+
+    from _train_helpers import TINY_MODEL
+    from vglaw.data import preprocess, read_manifest
+
+    data, cache = tmp_path / "data", tmp_path / "cache"
+    shutil.copytree(tiny_data["data_root"], data)  # the session's data stays untouched
+    args = dict(preset="tiny", dataset="shapes", vit_model="scratch", use_mask=True, batch_size=4, batch_sum=4,
+                max_epochs=1, max_steps=2, warmup_steps=1, eval_splits=["val"], progress=False,
+                experiment_name="fp", save_ckpt_dir=str(tmp_path / "runs"), model_overrides=TINY_MODEL,
+                data_root=str(data), cache_dir=str(cache))
+
+    def call():
+        return subprocess.run([sys.executable, "-c", REUSE, json.dumps(args)], cwd=REPO, env=env(),
+                              capture_output=True, text=True, timeout=300)
+    first = call()
+    assert first.returncode == 0, first.stderr[-3000:]
+    cfg = json.loads((tmp_path / "runs" / "fp" / "config.json").read_text())
+    fp = read_manifest(cache / "shapes(unc)")["fingerprint"]
+    assert cfg["data"]["fingerprint"] == fp and cfg["data"]["cache"] == str(cache / "shapes(unc)")
+    assert "reused" in call().stderr  # same data: reused
+
+    name = json.loads((data / "shapes" / "instances.json").read_text())["images"][0]["file_name"]
+    path = data / "images/mscoco/images/train2014" / name
+    w, h = Image.open(path).size
+    Image.fromarray(np.zeros((h, w, 3), np.uint8)).save(path)  # same size, other pixels
+    changed = call()
+    assert changed.returncode != 0 and "DataChangedError" in changed.stderr
+    assert f"1 modified image(s): {name}" in changed.stderr  # the cache refuses, naming the file
+    preprocess(data, "shapes", "unc", cache)  # what 01_preprocess does: rebuild
+    refused = call()
+    assert refused.returncode != 0 and "data fingerprint" in refused.stderr and fp in refused.stderr

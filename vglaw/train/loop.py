@@ -38,7 +38,7 @@ from vglaw.train.config import ConfigError, TrainConfig, model_config, resolve_c
 from vglaw.train.bookkeeping import changed_fields, format_changes, resume_entry, split_changes
 from vglaw.train.state import RunDir, RunLock, load_train_state, rng_state, save_train_state, set_rng_state
 
-__all__ = ["run_training", "RunExistsError", "TrainingFailed", "TRAIN_COLUMNS"]
+__all__ = ["run_training", "prepare_cache", "RunExistsError", "TrainingFailed", "TRAIN_COLUMNS"]
 
 log = logging.getLogger("vglaw")
 
@@ -81,32 +81,45 @@ def _versions() -> dict:
             "numpy": np.__version__, "python": platform.python_version(), "git_commit": commit}
 
 
-def _prepare_data(cfg: TrainConfig, rank: int):
-    """Generate the synthetic set if needed, build/reuse the cache; returns (train, {split: ds})."""
+def prepare_cache(cfg: TrainConfig) -> Path:
+    """Generate the synthetic set if needed and build/reuse the cache; returns the cache folder.
+
+    Refuses (DataChangedError) a cache whose source files changed since it was built, unless this
+    call generated them, and (ImageCheckError) one whose image scan found bad files.
+    """
     from vglaw import paths
-    from vglaw.data import RefDataset, preprocess
-    from vglaw.train.distributed import barrier
+    from vglaw.data import preprocess
+    from vglaw.data.cache import ImageCheckError, read_manifest
     data_root = Path(cfg.data_root) if cfg.data_root else paths.default_data_root()
     cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else paths.default_cache_dir()
+    # The synthetic set is generated when absent (or when --synthetic_images asks for another
+    # size); an existing one is used as it is, whatever parameters made it.
+    exists = (data_root / cfg.dataset / "generator.json").is_file()
+    generated = cfg.dataset in ("shapes", "shapes_rle") and bool(cfg.synthetic_images or not exists)
+    if generated:
+        from vglaw.data import ensure_shapes
+        kw = {"n_images": cfg.synthetic_images} if cfg.synthetic_images else {}
+        ensure_shapes(data_root, dataset=cfg.dataset, **kw)
+    # Files changed under an existing cache are refused (01_preprocess rebuilds and checks them);
+    # data this call just generated is cached afresh.
+    folder = preprocess(data_root, cfg.dataset, cfg.splitBy, cache_dir,
+                        on_change="rebuild" if generated else "refuse")
+    scan = read_manifest(folder).get("image_scan") or {}
+    if scan.get("bad"):  # 01_preprocess found bad images and the files are still the same
+        raise ImageCheckError(f"{folder}: 01_preprocess found {len(scan['bad'])} bad image(s) ("
+                              + "; ".join(f"{b['file']}: {b['problem']}" for b in scan["bad"][:10])
+                              + "); replace them and run 01_preprocess again", scan["bad"])
+    return folder
+
+
+def _prepare_data(cfg: TrainConfig, rank: int):
+    """The cache (rank 0 builds it), then {split: RefDataset} of train, val and the eval splits."""
+    from vglaw import paths
+    from vglaw.data import RefDataset
+    from vglaw.train.distributed import barrier
+    cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else paths.default_cache_dir()
     if rank == 0:
-        # The synthetic set is generated when absent (or when --synthetic_images asks for another
-        # size); an existing one is used as it is, whatever parameters made it.
-        exists = (data_root / cfg.dataset / "generator.json").is_file()
-        generated = cfg.dataset in ("shapes", "shapes_rle") and (cfg.synthetic_images or not exists)
-        if generated:
-            from vglaw.data import ensure_shapes
-            kw = {"n_images": cfg.synthetic_images} if cfg.synthetic_images else {}
-            ensure_shapes(data_root, dataset=cfg.dataset, **kw)
-        # Files changed under an existing cache are refused (01_preprocess rebuilds and checks them);
-        # data this call just generated is cached afresh.
-        folder = preprocess(data_root, cfg.dataset, cfg.splitBy, cache_dir,
-                            on_change="rebuild" if generated else "refuse")
-        from vglaw.data.cache import ImageCheckError, read_manifest
-        scan = read_manifest(folder).get("image_scan") or {}
-        if scan.get("bad"):  # 01_preprocess found bad images and the files are still the same
-            raise ImageCheckError(f"{folder}: 01_preprocess found {len(scan['bad'])} bad image(s) ("
-                                  + "; ".join(f"{b['file']}: {b['problem']}" for b in scan["bad"][:10])
-                                  + "); replace them and run 01_preprocess again", scan["bad"])
+        prepare_cache(cfg)
     barrier()
     splits = dict.fromkeys(("train", "val") + tuple(cfg.eval_splits))
     return {s: RefDataset(cache_dir, cfg.dataset, cfg.splitBy, s) for s in splits}
