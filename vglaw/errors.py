@@ -13,11 +13,23 @@ import sys
 import traceback
 from typing import Callable
 
-__all__ = ["USER_ERROR", "RUNTIME_ERROR", "user_error_classes", "debug_enabled", "exit_code",
+__all__ = ["UsageExit", "USER_ERROR", "RUNTIME_ERROR", "user_error_classes", "debug_enabled", "exit_code",
            "one_line", "run_main", "install_notebook_handler"]
 
 USER_ERROR, RUNTIME_ERROR = 2, 1
 _HINT = " (traceback: --debug or VGLAW_DEBUG=1)"
+
+
+class UsageExit(SystemExit):
+    """A CLI's own check failed: `<prog>: error: <message>` is printed, exit code 2; str() is the message."""
+
+    def __init__(self, prog: str, message: str):
+        print(f"{prog}: error: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
+        super().__init__(USER_ERROR)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
 
 
 def user_error_classes() -> tuple[type, ...]:

@@ -228,6 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no_masks", action="store_true", help="REC only (skip mask metrics and RLEs)")
     add_device_args(p, mode_help="PYNATIVE still compiles the forward once with mindspore.jit")
     p.add_argument("--no_progress", action="store_true")
+    p.add_argument("--debug", action="store_true", help="print the traceback of an error (also VGLAW_DEBUG=1)")
     return p
 
 
@@ -270,22 +271,36 @@ def open_split(dataset: str, split_by: str, split: str, data_root=None, cache_di
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Exit codes: 0 done, 2 a user error (one line on stderr), 1 a runtime failure; --debug or
+    VGLAW_DEBUG=1 prints the traceback."""
+    from vglaw.errors import UsageExit, run_main
+    parser = build_parser()
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if not args.checkpoint.is_file():
-        raise SystemExit(f"error: checkpoint {args.checkpoint} does not exist")
+        raise UsageExit(parser.prog, f"checkpoint {args.checkpoint} does not exist")
     if args.batch_size < 1:
-        raise SystemExit(f"error: --batch_size must be >= 1, got {args.batch_size}")
+        raise UsageExit(parser.prog, f"--batch_size must be >= 1, got {args.batch_size}")
     for name in ("mask_threshold", "canvas_threshold"):
         if not 0.0 <= getattr(args, name) <= 1.0:
-            raise SystemExit(f"error: --{name} must lie in [0, 1], got {getattr(args, name)}")
+            raise UsageExit(parser.prog, f"--{name} must lie in [0, 1], got {getattr(args, name)}")
+    stored = _DATA_TABLE.get(args.dataset, {}).get(args.split_by, ())
+    if args.split == "test" and stored and "test" not in stored:
+        # the refer API's aggregate would silently score testA+testB... as one split
+        raise UsageExit(parser.prog, f"{args.dataset}({args.split_by}) has no split 'test'; its splits are "
+                                     f"{', '.join(stored)}: evaluate each test split")
+    return run_main(parser.prog, lambda: _evaluate_cli(args, parser.prog), args.debug)
+
+
+def _evaluate_cli(args, prog: str) -> int:
+    from vglaw.errors import UsageExit
     setup_mindspore(args.device_target, args.mode_name)
     from vglaw.data.tokenizer import load_tokenizer
 
     try:
         ref_ds = open_split(args.dataset, args.split_by, args.split, args.data_root, args.cache_dir)
     except (FileNotFoundError, KeyError, ValueError) as err:
-        raise SystemExit(f"error: {err}") from err
+        raise UsageExit(prog, str(err)) from err
     model = load_model_from_checkpoint(args.checkpoint)
     cfg = model.config
     metrics, preds = evaluate_split(model, ref_ds, load_tokenizer(), img_size=cfg.img_size,

@@ -22,7 +22,8 @@ _COLOR_PRED = (255, 64, 32)
 
 
 def load_image(image) -> np.ndarray:
-    """Path or (H, W, 3) uint8 array -> (H, W, 3) uint8 RGB; clear errors for bad input."""
+    """Path or (H, W, 3|4) uint8 array -> (H, W, 3) uint8 RGB; transparency is composited over
+    white; clear errors for bad input."""
     if isinstance(image, (str, Path)):
         from PIL import Image, UnidentifiedImageError
 
@@ -31,6 +32,8 @@ def load_image(image) -> np.ndarray:
             raise FileNotFoundError(f"image {path} does not exist")
         try:
             with Image.open(path) as im:
+                if im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info:
+                    return _on_white(np.asarray(im.convert("RGBA"), dtype=np.uint8))
                 return np.asarray(im.convert("RGB"), dtype=np.uint8)
         except (UnidentifiedImageError, OSError) as err:
             raise ValueError(f"cannot read {path} as an image: {err}") from err
@@ -41,7 +44,15 @@ def load_image(image) -> np.ndarray:
         raise ValueError(f"image must be an (H, W, 3) uint8 array, got shape {arr.shape} {arr.dtype}")
     if min(arr.shape[:2]) < 1:
         raise ValueError(f"image is empty: shape {arr.shape}")
-    return np.ascontiguousarray(arr[..., :3])
+    return _on_white(arr) if arr.shape[-1] == 4 else np.ascontiguousarray(arr)
+
+
+def _on_white(rgba: np.ndarray) -> np.ndarray:
+    """(H, W, 4) uint8 -> (H, W, 3): transparent pixels composited over white (as a viewer shows
+    them), not their hidden RGB values."""
+    a = rgba[..., 3:4].astype(np.float32) / 255.0
+    rgb = rgba[..., :3].astype(np.float32) * a + 255.0 * (1.0 - a)
+    return np.ascontiguousarray(np.round(rgb).astype(np.uint8))
 
 
 def count_tokens(tokenizer, text: str) -> int:
@@ -64,7 +75,8 @@ def predict(model, tokenizer, image, text: str, *, threshold: float = 0.5, forwa
     Returns:
         dict: box_xywh (x, y, w, h ORIGINAL px, floats), box_cxcywh_canvas (normalised to the
         canvas), mask (H, W) uint8 {0,1} at the original resolution, mask_prob (H, W) float32,
-        score (mean probability inside the predicted mask, 0 if empty), n_tokens, truncated.
+        score (mean probability inside the predicted mask, 0 if empty), n_tokens, truncated,
+        unknown_words (every word piece is [UNK]: the prediction ignores the text; also warned).
     """
     from vglaw.data.tokenizer import tokenize
     from vglaw.data.transforms import prepare_image
@@ -77,6 +89,11 @@ def predict(model, tokenizer, image, text: str, *, threshold: float = 0.5, forwa
     img = load_image(image)
     cfg = model.config
     n_tokens = count_tokens(tokenizer, text)
+    pieces = tokenizer(text, add_special_tokens=False)["input_ids"]
+    unknown = bool(pieces) and all(t == tokenizer.unk_token_id for t in pieces)
+    if unknown:
+        log.warning("no word of %r is in the vocabulary (all [UNK]): the box below ignores the "
+                    "expression", text)
     truncated = n_tokens > cfg.max_len
     if truncated:
         log.warning("the expression has %d tokens (with [CLS]/[SEP]) but the model takes %d: "
@@ -92,7 +109,7 @@ def predict(model, tokenizer, image, text: str, *, threshold: float = 0.5, forwa
     return {"box_xywh": [float(v) for v in lb.box_to_original(boxes[0])],
             "box_cxcywh_canvas": [float(v) for v in boxes[0]],
             "mask": mask, "mask_prob": prob, "score": score,
-            "n_tokens": int(n_tokens), "truncated": bool(truncated), "text": text}
+            "n_tokens": int(n_tokens), "truncated": bool(truncated), "unknown_words": unknown, "text": text}
 
 
 def overlay(image, result: dict, text: str | None = None, *, color=_COLOR_PRED, alpha: float = 0.45):
@@ -128,23 +145,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("overlay.png"), help="overlay PNG to write")
     p.add_argument("--threshold", type=float, default=0.5, help="mask probability threshold")
     add_device_args(p)
+    p.add_argument("--debug", action="store_true", help="print the traceback of an error (also VGLAW_DEBUG=1)")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Exit codes: 0 done, 2 a user error (one line on stderr), 1 a runtime failure; --debug or
+    VGLAW_DEBUG=1 prints the traceback."""
+    from vglaw.errors import UsageExit, run_main
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    prog = parser.prog
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if not args.checkpoint.is_file():
-        raise SystemExit(f"error: checkpoint {args.checkpoint} does not exist")
+        raise UsageExit(prog, f"checkpoint {args.checkpoint} does not exist")
     if not args.text.strip():
-        raise SystemExit("error: --text is empty: give a referring expression")
+        raise UsageExit(prog, "--text is empty: give a referring expression")
     try:
         image = load_image(args.image)
     except (FileNotFoundError, ValueError) as err:
-        raise SystemExit(f"error: {err}") from err
+        raise UsageExit(prog, str(err)) from err
     if args.out.suffix.lower() != ".png":
-        raise SystemExit(f"error: --out must be a .png file, got {args.out}")
+        raise UsageExit(prog, f"--out must be a .png file, got {args.out}")
+    return run_main(prog, lambda: _predict_cli(args, image, prog), args.debug)
+
+
+def _predict_cli(args, image: np.ndarray, prog: str) -> int:
     from vglaw.data.tokenizer import load_tokenizer
+    from vglaw.errors import UsageExit
     from vglaw.evaluate import load_model_from_checkpoint, setup_mindspore
 
     setup_mindspore(args.device_target, args.mode_name)
@@ -152,11 +180,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result = predict(model, load_tokenizer(), image, args.text, threshold=args.threshold)
     except ValueError as err:
-        raise SystemExit(f"error: {err}") from err
+        raise UsageExit(prog, str(err)) from err
     args.out.parent.mkdir(parents=True, exist_ok=True)
     overlay(image, result, args.text).save(args.out)
     x, y, w, h = result["box_xywh"]
     note = f" (expression truncated to {model.config.max_len} tokens)" if result["truncated"] else ""
+    if result["unknown_words"]:
+        note += " (no word of the expression is in the vocabulary: the box ignores it)"
     print(f"box_xywh (original px): {x:.1f} {y:.1f} {w:.1f} {h:.1f}{note}")
     print(f"mask pixels: {int(result['mask'].sum())}  score: {result['score']:.3f}")
     print(f"wrote {args.out}")
