@@ -167,15 +167,20 @@ def _head_entries(cfg: ModelConfig) -> list[_Entry]:
                 _Entry(g + "3.weight", "law.fc2_weight", "dense_t", (k * k, hid), i),
                 _Entry(g + "3.bias", "law.fc2_bias", "row", (k * k,), i)]
     a, rh, r = cfg.rec_dim, cfg.res_hidden, cfg.rec_hidden
-    for theirs, ours, shape in (
-            ("ada_gap.q_proj.weight", "head.rec.query.weight", (a, d)), ("ada_gap.q_proj.bias", "head.rec.query.bias", (a,)),
-            ("ada_gap.k_proj.weight", "head.rec.key.weight", (a, c)), ("ada_gap.k_proj.bias", "head.rec.key.bias", (a,)),
-            ("up_sample.0.weight", "head.res.up1.weight", (c, rh, 2, 2)), ("up_sample.0.bias", "head.res.up1.bias", (rh,)),
-            ("up_sample.1.weight", "head.res.norm.gamma", (rh,)), ("up_sample.1.bias", "head.res.norm.beta", (rh,)),
-            ("up_sample.3.weight", "head.res.up2.weight", (rh, d, 2, 2)), ("up_sample.3.bias", "head.res.up2.bias", (d,)),
-            ("bbox_pred.layers.0.weight", "head.rec.mlp.0.weight", (r, c)), ("bbox_pred.layers.0.bias", "head.rec.mlp.0.bias", (r,)),
-            ("bbox_pred.layers.1.weight", "head.rec.mlp.2.weight", (r, r)), ("bbox_pred.layers.1.bias", "head.rec.mlp.2.bias", (r,)),
-            ("bbox_pred.layers.2.weight", "head.rec.mlp.4.weight", (4, r)), ("bbox_pred.layers.2.bias", "head.rec.mlp.4.bias", (4,))):
+    pairs = [("ada_gap.q_proj", "head.rec.query", (a, d)), ("ada_gap.k_proj", "head.rec.key", (a, c)),
+             ("bbox_pred.layers.0", "head.rec.mlp.0", (r, c)), ("bbox_pred.layers.1", "head.rec.mlp.2", (r, r)),
+             ("bbox_pred.layers.2", "head.rec.mlp.4", (4, r))]
+    table = [("up_sample.0.weight", "head.res.up1.weight", (c, rh, 2, 2)),  # ConvTranspose (in, out, kh, kw)
+             ("up_sample.0.bias", "head.res.up1.bias", (rh,)),
+             ("up_sample.1.weight", "head.res.norm.gamma", (rh,)),
+             ("up_sample.1.bias", "head.res.norm.beta", (rh,)),
+             ("up_sample.3.weight", "head.res.up2.weight", (rh, d, 2, 2)),
+             ("up_sample.3.bias", "head.res.up2.bias", (d,))]
+    for theirs, ours, shape in pairs:
+        table += [(theirs + ".weight", ours + ".weight", shape), (theirs + ".bias", ours + ".bias", shape[:1])]
+    order = ["ada_gap", "up_sample", "bbox_pred"]  # the authors' order
+    table.sort(key=lambda t: order.index(t[0].split(".")[0]))
+    for theirs, ours, shape in table:
         out.append(_Entry(theirs, ours, "copy", shape))
     return out
 
@@ -231,7 +236,10 @@ def _read_ms_checkpoint(path: Path) -> tuple[dict[str, np.ndarray], dict | None]
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConversionError(f"{path} is truncated or not a MindSpore checkpoint ({first})") from exc
     meta_raw = raw.pop(META_KEY, None)
-    meta = json.loads(meta_raw) if isinstance(meta_raw, str) else None
+    try:
+        meta = json.loads(meta_raw) if isinstance(meta_raw, str) else None
+    except json.JSONDecodeError as exc:
+        raise ConversionError(f"{path}: its vglaw metadata {META_KEY!r} is not valid JSON ({exc})") from exc
     arrays = {k: v.asnumpy() for k, v in raw.items() if not isinstance(v, str)}
     return arrays, meta
 
