@@ -76,6 +76,13 @@ def test_canvas_protocol_threshold_035():
     prob[0, 3] = 0.9                                          # a false positive
     assert canvas_inter_union(prob, gt) == (4, 9)
     assert canvas_inter_union(prob, gt, threshold=0.5) == (0, 9)
+    # exactly at the threshold is background (`prob > 0.35`, not >=), as float32 or float64
+    for dtype in (np.float32, np.float64):
+        at = prob.astype(dtype)
+        at[:, 0] = 0.35
+        assert canvas_inter_union(at, gt) == (0, 9), dtype
+    prob[:, 0] = np.nextafter(np.float32(0.35), np.float32(1))  # the next float32 above counts
+    assert canvas_inter_union(prob, gt) == (4, 9)
     m = GroundingMeter()
     m.update(canvas_inter=[4], canvas_union=[9])
     assert m.compute()["miou_canvas"] == pytest.approx(4 / 9)

@@ -25,6 +25,38 @@ def test_predict_in_original_pixels(tiny_model, tokenizer, val_ds):
     assert pil.size == (w, h)
 
 
+class _Config:
+    img_size, max_len = 128, 20
+
+
+class _StubModel:
+    config = _Config()
+
+
+def test_predict_maps_known_outputs_to_original_pixels(tokenizer):
+    """A stub forward with a chosen box and mask: H 40 x W 80 sits on the 128 canvas at scale 1.6,
+    resized to 128 x 64 with 32 rows of padding above and below."""
+    seen = []
+
+    def forward(images, input_ids, attention_mask):
+        seen.append((images.shape, input_ids.shape))
+        box = np.array([[0.5, 0.5, 0.5, 0.25]], np.float32)      # canvas xyxy (32, 48, 96, 80)
+        logits = np.full((1, 1, 128, 128), -5.0, np.float32)
+        logits[0, 0, :64] = 5.0        # padding rows 0..31 (must vanish) + the image's top half
+        return box, logits
+
+    image = np.zeros((40, 80, 3), np.uint8)
+    r = predict(_StubModel(), tokenizer, image, "the red circle", forward=forward)
+    assert seen == [((1, 3, 128, 128), (1, 20))]
+    # (32 - 0) / 1.6 = 20, (48 - 32) / 1.6 = 10, 64 / 1.6 = 40, 32 / 1.6 = 20
+    np.testing.assert_allclose(r["box_xywh"], [20, 10, 40, 20], atol=1e-4)
+    np.testing.assert_allclose(r["box_cxcywh_canvas"], [0.5, 0.5, 0.5, 0.25], atol=1e-6)
+    want = np.zeros((40, 80), np.uint8)
+    want[:20] = 1                      # canvas rows 32..63 are original rows 0..19
+    np.testing.assert_array_equal(r["mask"], want)
+    assert r["mask_prob"].shape == (40, 80) and r["score"] > 0.9
+
+
 def test_predict_bad_input(tiny_model, tokenizer, tmp_path, caplog):
     img = np.zeros((40, 60, 3), np.uint8)
     with pytest.raises(ValueError, match="empty"):
