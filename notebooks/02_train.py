@@ -45,8 +45,12 @@ deterministic = False  # bit-identical reruns of a seed (CPU kernels on one thre
 data_root = ""  # folder in refer layout; empty: data/ in the repository
 cache_dir = ""  # preprocessed cache; empty: .cache/refer in the repository
 save_ckpt_dir = ""  # where run directories go; empty: runs/ in the repository
-experiment_name = "train-shapes-tiny-svd"  # run directory name
+experiment_name = ""  # run directory name; empty: train-<dataset>-<preset>-<law_type>
 pretrained_path = ""  # a full VG-LAW checkpoint to start from; empty: none
+vit_model = None  # backbone init: vitdet_b_mrcnn (needs vit_model_path), shapes_pretrained, scratch; None: the recipe's
+vit_model_path = ""  # vitdet_b_mrcnn: detectron2's model_final_61ccd1.pkl; shapes_pretrained: a backbone.ckpt
+text_encoder_path = ""  # Hugging Face BERT folder (bert-base-uncased for paper); empty: MiniLM if its width fits
+max_steps = None  # stop after this many optimiser updates; None: all max_epochs
 seed = 0  # model init, data order and augmentation
 mode_name = "GRAPH"  # GRAPH (mindspore.jit train step) or PYNATIVE (debugging)
 device_target = "CPU"  # CPU, GPU or Ascend
@@ -74,6 +78,9 @@ from vglaw.paths import default_cache_dir, default_data_root, default_runs_dir, 
 from vglaw.runs import train_or_reuse
 from vglaw.train import TrainConfig, resolve_config
 from vglaw.visualize import draw_panels
+from vglaw.errors import install_notebook_handler
+
+install_notebook_handler()  # known errors (bad settings, missing files, a held run) show as one line
 
 logging.basicConfig(level=logging.INFO, format="%(message)s")
 smoke_root = repo_root() / ".cache" / "smoke"  # smoke runs never touch the default data or runs
@@ -87,7 +94,9 @@ cfg = resolve_config(TrainConfig(**{**dict(
     data_root=str(resolve_path(P.data_root, smoke_root / "data" if P.smoke else default_data_root())),
     cache_dir=str(resolve_path(P.cache_dir, smoke_root / "cache" if P.smoke else default_cache_dir())),
     save_ckpt_dir=str(resolve_path(P.save_ckpt_dir, smoke_root / "runs" if P.smoke else default_runs_dir())),
-    experiment_name=P.experiment_name, pretrained_path=P.pretrained_path or None,
+    experiment_name=P.experiment_name or f"train-{P.dataset}-{P.preset}-{P.law_type}",
+    pretrained_path=P.pretrained_path or None, vit_model=P.vit_model, vit_model_path=P.vit_model_path or None,
+    text_encoder_path=P.text_encoder_path or None, max_steps=P.max_steps,
     seed=P.seed, mode_name=P.mode_name, device_target=P.device_target), **smoke_overrides}))
 display(pd.Series({k: v for k, v in vars(cfg).items()}, name="resolved config").to_frame())
 

@@ -37,6 +37,11 @@ law_ranks = []  # extra knob: K values for svd (empty: the preset's K only)
 law_shared = []  # extra knob: [True, False] compares one shared P/Q pair with one per block
 law_blocks = []  # extra knob: lists of adaptive block indices, e.g. [[0, 1], [2, 3]]
 dataset = "shapes"  # dataset of every run
+split_by = None  # None: the dataset's usual split (unc, umd, berkeley)
+vit_model = None  # backbone init: vitdet_b_mrcnn (needs vit_model_path), shapes_pretrained, scratch; None: the recipe's
+vit_model_path = ""  # vitdet_b_mrcnn: detectron2's model_final_61ccd1.pkl; shapes_pretrained: a backbone.ckpt
+text_encoder_path = ""  # Hugging Face BERT folder (bert-base-uncased for paper); empty: MiniLM if its width fits
+device_target = None  # CPU, GPU or Ascend; None: MindSpore's default (CPU here)
 preset = "tiny"  # model preset of every run
 max_epochs = 1  # epochs per run
 max_steps = 80  # optimiser updates per run (six runs must fit the workbook budget); 0: all max_epochs
@@ -66,12 +71,17 @@ from vglaw.ablation import ablation_stats, grid_label, reading, run_ablation
 from vglaw.paths import default_cache_dir, default_data_root, default_runs_dir, repo_root, reports_dir, resolve_path
 from vglaw.reports import plot_ablation, write_ablation_table
 from vglaw.train import TrainConfig, resolve_config
+from vglaw.errors import install_notebook_handler
+
+install_notebook_handler()  # known errors (bad settings, missing files, a held run) show as one line
 
 logging.basicConfig(level=logging.INFO, format="%(message)s")
 smoke_root = repo_root() / ".cache" / "smoke"
 smoke_overrides = dict(synthetic_images=40, max_steps=4, max_epochs=1, log_freq=1, pretrain_updates=2) if P.smoke else {}
 base = resolve_config(TrainConfig(**{**dict(
-    preset=P.preset, dataset=P.dataset, max_epochs=P.max_epochs, max_steps=P.max_steps or None,
+    preset=P.preset, dataset=P.dataset, splitBy=P.split_by, vit_model=P.vit_model,
+    vit_model_path=P.vit_model_path or None, text_encoder_path=P.text_encoder_path or None,
+    device_target=P.device_target, max_epochs=P.max_epochs, max_steps=P.max_steps or None,
     batch_size=P.batch_size, use_mask=P.use_mask, translate=True,
     data_root=str(resolve_path(P.data_root, smoke_root / "data" if P.smoke else default_data_root())),
     cache_dir=str(resolve_path(P.cache_dir, smoke_root / "cache" if P.smoke else default_cache_dir())),

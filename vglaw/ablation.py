@@ -55,7 +55,7 @@ def grid(law_types: Sequence[str], seeds: Sequence[int], extra: dict[str, Sequen
 
 def _fingerprint(cfg_dict: dict) -> str:
     skip = {"experiment_name", "save_ckpt_dir", "short_comment", "resume", "overwrite", "progress",
-            "num_workers", "log_freq", "seed", *ABLATION_KNOBS}
+            "num_workers", "log_freq", "seed", "allow_changes", "force", *ABLATION_KNOBS}
     stable = {k: v for k, v in sorted(cfg_dict.items()) if k not in skip}
     return hashlib.sha256(json.dumps(stable, sort_keys=True, default=str).encode()).hexdigest()[:8]
 
