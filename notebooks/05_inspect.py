@@ -26,6 +26,7 @@ image_path = ""  # an image to ground expressions in; empty: the first val image
 texts = []  # expressions for that image; empty: the dataset's own val expressions of that image
 n_gallery = 6  # successes and failures shown each
 report_dir = ""  # if non-empty, figures are also written to <report_dir>/figures/
+panel = True  # JupyterLab: an interactive panel to ground your own expressions (papermill runs pass False)
 smoke = False  # inspect the smoke run of 02_train instead (under .cache/smoke/runs)
 
 # %%
@@ -44,7 +45,8 @@ from IPython.display import display
 from vglaw.data import RefDataset
 from vglaw.data.tokenizer import load_tokenizer
 from vglaw.evaluate import load_model_from_checkpoint
-from vglaw.law_analysis import generated_weights, pairwise_cosine, relative_update
+from vglaw.lab import compare, grounding_panel
+from vglaw.law_analysis import generated_weights, pairwise_distance, relative_update
 from vglaw.paths import default_runs_dir, repo_root, reports_dir, resolve_path
 from vglaw.predict import overlay, predict
 from vglaw.visualize import draw_panels
@@ -112,9 +114,11 @@ for title, chosen in (("successes", order[::-1][:P.n_gallery]), ("failures", ord
 # ## 3. What LAW does
 #
 # Left: how much each adaptive block's qkv weight changes with the expression (svd:
-# ‖P·Φ·Q‖ / ‖W0‖; la/od*: mean |scaling − 1|). Right: cosine similarity between the generated
-# weights of the expressions above, in the first and the last adaptive block — different
-# expressions for the same image should generate different weights.
+# ‖P·Φ·Q‖ / ‖W0‖; la/od*: mean |scaling − 1|). Right: how far apart the generated weights of the
+# expressions above are, in the first and the last adaptive block (‖g_i − g_j‖ / mean ‖g‖; 0 =
+# identical), on a colour scale set by the values: different expressions for the same image
+# should generate different weights. (Their cosine sits near 1.0 because the part every
+# expression shares dominates, so it shows nothing.)
 
 # %%
 if model.config.law_type == "none":
@@ -122,16 +126,19 @@ if model.config.law_type == "none":
 else:
     gen = generated_weights(model, tokenizer, texts)
     change = relative_update(model, gen)
-    cos = pairwise_cosine(gen, model.config.law_type)
+    dist = pairwise_distance(gen, model.config.law_type)
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     axes[0].plot(model.config.adaptive_blocks, change.T, marker="o")
     axes[0].set_xlabel("block")
     axes[0].set_xticks(list(model.config.adaptive_blocks))
     axes[0].set_ylabel("relative qkv change")
     axes[0].legend([t[:24] for t in texts], fontsize=7)
+    vmax = max(float(dist.max()), 1e-6)
     for ax, b in zip(axes[1:], (0, -1)):
-        im = ax.imshow(cos[b], vmin=-1, vmax=1, cmap="coolwarm")
-        ax.set_title(f"cosine of generated weights, block {model.config.adaptive_blocks[b]}", fontsize=9)
+        im = ax.imshow(dist[b], vmin=0.0, vmax=vmax, cmap="viridis")
+        for (i, j), v in np.ndenumerate(dist[b]):
+            ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7, color="white" if v < 0.6 * vmax else "black")
+        ax.set_title(f"distance of generated weights, block {model.config.adaptive_blocks[b]}", fontsize=9)
         ax.set_xticks(range(len(texts)), [t[:14] for t in texts], rotation=45, fontsize=7)
         ax.set_yticks(range(len(texts)), [t[:14] for t in texts], fontsize=7)
     fig.colorbar(im, ax=axes[1:])
@@ -139,3 +146,25 @@ else:
         fig.savefig(figures / "05_law.png", dpi=100)
     display(fig)
     plt.close(fig)
+
+# %% [markdown]
+# ## 4. Try it: ground your own expression, compare two
+#
+# The figure grounds the first two expressions above and shows, per adaptive block, the first
+# one's generated weights beside the difference to the second's (each on its own colour scale).
+# In JupyterLab (`make lab`) the panel below it lets you pick a run and an image (or type a path)
+# and type any two expressions; under papermill and in the HTML export only the figure is drawn.
+
+# %%
+fig, _ = compare(model, tokenizer, image, texts[0], texts[1] if len(texts) > 1 else "")
+if figures:
+    fig.savefig(figures / "05_compare.png", dpi=90)
+display(fig)
+plt.close(fig)
+if P.panel:
+    val_images = {}
+    for i in range(len(ds)):
+        rec = ds.record(i)
+        val_images.setdefault(str(rec["image_path"]), f"val image {rec['image_id']}")
+    display(grounding_panel(runs, [(label, path) for path, label in list(val_images.items())[:50]],
+                            run=P.run_name, text=texts[0], text2=texts[1] if len(texts) > 1 else ""))

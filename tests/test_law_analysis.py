@@ -43,3 +43,19 @@ def test_scalings_measure_change_from_one():
     assert np.allclose(gen, 1.0) and np.allclose(relative_update(model, gen), 0.0)
     with pytest.raises(ValueError, match="phrases is empty"):
         generated_weights(model, load_tokenizer(), [])
+
+
+def test_pairwise_distance_by_hand():
+    from vglaw.law_analysis import pairwise_distance
+
+    # 2 expressions, 1 block, Phi 1x2: [3, 4] and [3, 4.5] -> distance 0.5, mean norm (5 + 5.41) / 2
+    gen = np.array([[[[3.0, 4.0]]], [[[3.0, 4.5]]]])
+    d = pairwise_distance(gen, "svd")
+    mean_norm = (5.0 + np.hypot(3.0, 4.5)) / 2
+    assert d.shape == (1, 2, 2) and d[0, 0, 0] == 0 and d[0, 1, 1] == 0
+    assert d[0, 0, 1] == pytest.approx(0.5 / mean_norm) and d[0, 1, 0] == d[0, 0, 1]
+    # the cosine of the same pair is 0.9985: "saturated", while the distance shows the 10% change
+    assert pairwise_cosine(gen)[0, 0, 1] > 0.998 and d[0, 0, 1] > 0.09
+    # scalings are compared by their change from 1
+    s = pairwise_distance(np.array([[[1.0, 1.2]], [[1.0, 0.8]]]), "la")
+    assert s[0, 0, 1] == pytest.approx(0.4 / 0.2)

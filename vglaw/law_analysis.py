@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["generated_weights", "relative_update", "pairwise_cosine"]
+__all__ = ["generated_weights", "relative_update", "pairwise_distance", "pairwise_cosine"]
 
 
 def generated_weights(model, tokenizer, phrases: list[str]) -> np.ndarray:
@@ -44,6 +44,20 @@ def relative_update(model, gen: np.ndarray) -> np.ndarray:
         for n in range(gen.shape[0]):
             out[n, j] = np.linalg.norm(p @ gen[n, j] @ q) / max(np.linalg.norm(w0), 1e-12)
     return out
+
+
+def pairwise_distance(gen: np.ndarray, law_type: str = "svd") -> np.ndarray:
+    """(n_adaptive, N, N) relative distance between the expressions' generated weights, per block:
+    ||g_i - g_j|| / mean_k ||g_k|| (scalings la/od* by their change from 1). 0 = identical.
+
+    Unlike the cosine, which sits at ~1.0 whenever the expression-specific part is small next to
+    the part all expressions share, this shows how far apart two expressions' weights are."""
+    flat = gen.reshape(gen.shape[0], gen.shape[1], -1).transpose(1, 0, 2).astype(np.float64)  # (nA, N, D)
+    if law_type != "svd":
+        flat = flat - 1.0
+    dist = np.linalg.norm(flat[:, :, None, :] - flat[:, None, :, :], axis=-1)
+    scale = np.linalg.norm(flat, axis=-1).mean(axis=1)[:, None, None]
+    return dist / np.maximum(scale, 1e-12)
 
 
 def pairwise_cosine(gen: np.ndarray, law_type: str = "svd") -> np.ndarray:

@@ -49,8 +49,10 @@ FIGURE_CAPTIONS = {
     "05_grounding.png": "Predictions on val: green the true box and mask, red the predicted ones, per expression.",
     "05_successes.png": "Highest-IoU val predictions: what the model already grounds.",
     "05_failures.png": "Lowest-IoU val predictions: look at which object it picks instead (same colour? same shape?).",
-    "05_law.png": "The generated language-adaptive weights: per block, how much two expressions' weights differ. "
-                  "Colour scales are set by the differences, so darker means more alike.",
+    "05_law.png": "What LAW generates: left, how much each adaptive block's qkv weight changes with the expression; "
+                  "right, how far apart two expressions' generated weights are (0 = identical; the scale is set by the values).",
+    "05_compare.png": "Two expressions in one image: each one's box and mask, then per adaptive block the first one's "
+                      "generated weights and their difference from the second's. Look for different objects and non-zero differences.",
 }
 FIGURE_WIDTH = {"02_train_curves.png": 1100, "ablation_law_type.png": 1000}
 

@@ -30,6 +30,7 @@ NOTEBOOKS = ("01_preprocess", "02_train", "03_ablations", "04_results", "05_insp
 # `make reproduce` also keeps each notebook's figures and tables under reports/ (relative paths
 # resolve against the repository root).
 REPRODUCE_PARAMETERS = {name: {"report_dir": "reports"} for name in NOTEBOOKS}
+REPRODUCE_PARAMETERS["05_inspect"]["panel"] = False  # headless: the static figure, no widget
 
 
 def notebook_path(name: str) -> Path:
