@@ -2,6 +2,8 @@
 
 import json
 
+import numpy as np
+
 import pytest
 from PIL import Image
 
@@ -23,6 +25,32 @@ def test_draw_panels_from_predictions(val_ds, preds, tmp_path):
             assert im.format == "PNG" and im.size[0] > 100
     with pytest.raises(IndexError, match="out of range"):
         draw_panels(val_ds, preds, [7])
+
+
+def test_each_panel_draws_its_own_prediction(val_ds, tmp_path):
+    """Known predictions given in reverse order: every panel shows the GT box of its sample and the
+    prediction with that sample's sent_id (box and IoUs in the title), nothing else."""
+    from matplotlib.patches import Rectangle
+
+    from vglaw.io import mask_to_rle
+    from vglaw.visualize import GT_COLOR, PRED_COLOR
+    import matplotlib.colors as mcolors
+
+    preds = []
+    for i in range(len(val_ds)):
+        s = val_ds[i]
+        h, w = s["mask"].shape
+        preds.append({"sent_id": int(s["sent_id"]), "pred_box": [1.0 + i, 2.0 + i, 10.0 + i, 5.0 + i],
+                      "box_iou": 0.11 * (i + 1), "pred_mask": mask_to_rle(np.zeros((h, w), np.uint8)),
+                      "mask_inter": i + 1, "mask_union": 10})
+    fig, _ = draw_panels(val_ds, preds[::-1], [2, 0, 1])
+    for ax, i in zip(fig.axes, [2, 0, 1]):
+        s = val_ds[i]
+        assert ax.get_title() == f"{s['phrase']}\nbox IoU {0.11 * (i + 1):.2f}  mask IoU {(i + 1) / 10:.2f}"
+        boxes = {mcolors.to_hex(r.get_edgecolor()): [*r.get_xy(), r.get_width(), r.get_height()]
+                 for r in ax.patches if isinstance(r, Rectangle)}
+        assert boxes == {mcolors.to_hex(GT_COLOR): pytest.approx(list(s["bbox"])),
+                         mcolors.to_hex(PRED_COLOR): pytest.approx([1.0 + i, 2.0 + i, 10.0 + i, 5.0 + i])}
 
 
 def test_pick_indices():
