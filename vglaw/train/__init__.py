@@ -4,8 +4,10 @@
     run_dir = run_training(TrainConfig(preset="tiny", dataset="shapes", use_mask=True, translate=True))
 
 Files: config.py (fields, presets' recipes), cli.py (flags), schedule.py (warmup + drops),
-optim.py (AdamW LR groups), step.py (jit train step, accumulation), state.py (run directory,
-resumable checkpoints), distributed.py (msrun data parallel), loop.py (run_training).
+optim.py (AdamW LR groups), step.py (jit train step, accumulation), state.py (run directory, its
+lock, resumable checkpoints), bookkeeping.py (what a resume may change, config.json's `resumes`),
+resources.py (memory / time estimate before the model is built), distributed.py (msrun data
+parallel), loop.py (run_training).
 Importing this package does not import MindSpore.
 """
 

@@ -358,6 +358,10 @@ def _train(cfg: TrainConfig, run: RunDir, rank: int, world: int, use_jit: bool, 
         _check_resume(cfg, stored, None)  # fail fast, before the data and the model
     if rank == 0:
         run.path.mkdir(parents=True, exist_ok=True)
+    from vglaw.train.resources import check_resources
+    resources = check_resources(cfg.preset, cfg.batch_size, cfg.img_size,
+                                max(cfg.batch_sum // (cfg.batch_size * world), 1),
+                                ms.get_context("device_target"), force=cfg.force)
 
     data = _prepare_data(cfg, rank)
     manifest = data["train"].manifest
@@ -418,7 +422,7 @@ def _train(cfg: TrainConfig, run: RunDir, rank: int, world: int, use_jit: bool, 
             "train_expressions": n_train, "batches_per_epoch_used": used_batches,
             "total_updates": total_updates, "warmup_steps": schedule.kw["warmup_steps"],
             "drop_steps": list(schedule.kw["drop_steps"]), "loaded_weights": loaded,
-            "determinism": determinism}
+            "determinism": determinism, "resources": resources}
     command = " ".join([Path(sys.executable).name] + sys.argv)
     config_json = {"train": dataclasses.asdict(cfg), "model": dataclasses.asdict(model.config),
                    "derived": info, "data": data_record, "versions": _versions(), "command": command}
