@@ -56,7 +56,8 @@ SCHEDULE = ("tests/train/test_schedule_applied.py",)
 PICKLES = ("tests/test_pickle_refusals.py",)
 ROUTING = ("tests/train/test_config_routing.py",)
 SELECTION = ("tests/train/test_selection.py",)
-RESUME = ("tests/train/test_run.py::test_resume_after_sigkill_matches_uninterrupted_run",)
+RESUME = ("tests/train/test_run.py::test_resume_after_sigkill_matches_uninterrupted_run",
+          "tests/train/test_run.py::test_stop_after_n_updates_then_resume_matches_uninterrupted_run")
 
 MUTANTS = [
     # --- the survivors of issue 14's audit ---

@@ -153,6 +153,41 @@ def test_resume_after_sigkill_matches_uninterrupted_run(full_run, tiny_data, tmp
             == json.loads((full_run / "metrics.json").read_text()))
 
 
+def test_stop_after_n_updates_then_resume_matches_uninterrupted_run(full_run, tiny_data, tmp_path):
+    """Stopped cleanly by --max_steps 5 (mid-epoch: update 5 of epoch 0), then resumed to the end: weights, AdamW moments, the update counter (hence the LR) and every
+    logged training row (losses at each update: the data order; LRs) equal the uninterrupted run's.
+    Evaluation rows differ (fewer evaluations here, one at the stop)."""
+    # evaluations do not touch the training state: only the one at the stop and the final one here
+    args = cli_args(tiny_data, tmp_path, "stopped", *EXACT, "--log_freq", "1", "--eval_splits", "val",
+                    "--eval_every_steps", "0", "--eval_every", "0")
+    r = run_cli(args + ["--max_steps", "5"])
+    assert r.returncode == 0, r.stderr[-4000:]
+    _, meta = _train_state(tmp_path / "stopped" / "last.ckpt")
+    assert (meta["update_step"], meta["epoch"]) == (5, 0) and meta["batches_done"] == 10
+    r = run_cli(args + ["--resume"])
+    assert r.returncode == 0, r.stderr[-4000:]
+    arrays, _ = _train_state(tmp_path / "stopped" / "last.ckpt")
+    full, _ = _train_state(full_run / "last.ckpt")
+    moments = [k for k in full if k.startswith(("adam_m.", "adam_v."))]
+    assert len(moments) == 2 * len([k for k in full if k.startswith("adam_m.")]) > 0
+    assert set(arrays) == set(full)
+    differ = [k for k in full if not np.array_equal(arrays[k], full[k])]
+    assert not differ, differ[:5]
+    rows = [r for r in _read_jsonl(tmp_path / "stopped" / "train_log.jsonl") if "eval" not in r]
+    full_rows = {r["step"]: r for r in _read_jsonl(full_run / "train_log.jsonl") if "eval" not in r}
+    assert [r["step"] for r in rows] == list(range(1, max(full_rows) + 1))
+    upe = json.loads((full_run / "config.json").read_text())["derived"]["updates_per_epoch"]
+    prev = 0
+    for step, want in sorted(full_rows.items()):
+        # a row of the full run (every 2 updates) averages the updates since its previous row in
+        # the same epoch; each of them has its own row here (every update, 2 micro-batches each)
+        first = max(prev, (step - 1) // upe * upe) + 1
+        mine = [rows[s - 1]["loss"] for s in range(first, step + 1)]
+        assert np.mean(mine) == pytest.approx(want["loss"], rel=1e-6), step
+        assert rows[step - 1]["lr"] == want["lr"], step
+        prev = step
+
+
 def test_non_finite_loss_stops_with_status_failed(tiny_data, tmp_path):
     huge = ["--lr_lang", "1e30", "--lr_visual", "1e30", "--lr_base", "1e30", "--warmup_steps", "0",
             "--ckpt_every", "1", "--clip_norm", "0"]
