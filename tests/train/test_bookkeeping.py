@@ -181,3 +181,27 @@ def test_changed_image_invalidates_the_cache_and_the_reuse_of_runs(tiny_data, tm
     preprocess(data, "shapes", "unc", cache)  # what 01_preprocess does: rebuild
     refused = call()
     assert refused.returncode != 0 and "data fingerprint" in refused.stderr and fp in refused.stderr
+
+
+def test_refused_pickle_and_foreign_checkpoint_are_one_line_exit_2(tiny_data, tmp_path):
+    import pickle
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("echo pwned",))
+    evil = tmp_path / "evil.pkl"
+    evil.write_bytes(pickle.dumps({"model": Evil()}))
+    r = run_cli(cli_args(tiny_data, tmp_path, "p", *SHORT, "--vit_model", "vitdet_b_mrcnn", "--vit_model_path",
+                         str(evil)), timeout=180)
+    assert r.returncode == 2, r.stderr[-3000:]
+    [line] = _error_lines(r.stderr)
+    assert "refused" in line.lower() or "not allowed" in line.lower(), line
+    assert "Traceback" not in r.stderr and "pwned" not in r.stdout
+
+    from vglaw.models import build_model
+    from vglaw.models.checkpoint import save_model
+    other = save_model(build_model(preset="tiny"), tmp_path / "other.ckpt")  # the tiny preset's sizes
+    r = run_cli(cli_args(tiny_data, tmp_path, "q", *SHORT, "--pretrained_path", str(other)), timeout=180)
+    assert r.returncode == 2, r.stderr[-3000:]
+    [line] = _error_lines(r.stderr)
+    assert str(other) in line and "Traceback" not in r.stderr

@@ -10,6 +10,12 @@ row with `eval: "val"`, the metrics and two clocks: `time`, seconds of the run s
 `train_time`, the same without the evaluations. Both continue across a resume (stored in
 last.ckpt), so time-to-accuracy reads off the log of an interrupted run too.
 
+Run bookkeeping (issue 9): rank 0 locks the run directory before writing anything
+(`state.RunLock`; a second writer is refused), a killed run's "running" status is recorded as
+"interrupted", a resume may change only what `bookkeeping.RESUMABLE` allows (else refused, or
+recorded in config.json's `resumes` with --allow_changes), config.json records the data
+fingerprint of the cache, and `resources.check_resources` runs before the model is built.
+
 Position bookkeeping: an epoch uses `updates_per_epoch * accum` batches of its (seed, epoch)
 order (a remainder of fewer than `accum` batches is skipped so every update is complete);
 last.ckpt stores (epoch, batches done in it, update step) and a resumed run skips those batches.
