@@ -56,12 +56,26 @@ def debug_enabled(flag: bool = False) -> bool:
     return bool(flag) or os.environ.get("VGLAW_DEBUG", "") not in ("", "0")
 
 
+def _notebook_error(exc: BaseException) -> tuple[str, str] | None:
+    """(ename, evalue) of a failed notebook cell (papermill's PapermillExecutionError), else None."""
+    ename, evalue = getattr(exc, "ename", None), getattr(exc, "evalue", None)
+    return (str(ename), str(evalue)) if ename else None
+
+
 def exit_code(exc: BaseException) -> int:
+    nb = _notebook_error(exc)
+    if nb is not None:  # the cell's exception class decides, by name
+        return USER_ERROR if nb[0] in {c.__name__ for c in user_error_classes()} else RUNTIME_ERROR
     return USER_ERROR if isinstance(exc, user_error_classes()) else RUNTIME_ERROR
 
 
 def one_line(exc: BaseException) -> str:
-    """The message on one line; exceptions outside the known classes keep their type name."""
+    """The message on one line; exceptions outside the known classes keep their type name; a
+    failed notebook cell gives its own exception (`<cell error>: <message>`)."""
+    nb = _notebook_error(exc)
+    if nb is not None:
+        cell = getattr(exc, "exec_count", None)
+        return f"notebook cell {cell} raised {nb[0]}: {' '.join(nb[1].split())}"
     text = " ".join(str(exc).split()) or type(exc).__name__
     if not isinstance(exc, user_error_classes()):
         text = f"{type(exc).__name__}: {text}"

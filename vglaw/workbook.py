@@ -131,16 +131,21 @@ def main(argv: list[str] | None = None) -> int:
     one.add_argument("notebook", choices=NOTEBOOKS)
     one.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                      help="override a parameter; VALUE is read as a Python literal, else as a string")
+    parser.add_argument("--debug", action="store_true", help="print the traceback of an error (also VGLAW_DEBUG=1)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    if args.command == "run":
-        params = {name: _literal(value) for name, value in args.parameter}
-        executed = run_notebook(args.notebook, params, reports_dir() / "_work")
-        print(f"{args.notebook} done; open {export_html(executed, reports_dir() / 'html')}")
+    from vglaw.errors import run_main
+
+    def body() -> int:
+        if args.command == "run":
+            params = {name: _literal(value) for name, value in args.parameter}
+            executed = run_notebook(args.notebook, params, reports_dir() / "_work")
+            print(f"{args.notebook} done; open {export_html(executed, reports_dir() / 'html')}")
+            return 0
+        reproduce(tuple(n for n in NOTEBOOKS if not args.only or n in args.only))
         return 0
-    chosen = tuple(n for n in NOTEBOOKS if not args.only or n in args.only)
-    reproduce(chosen)
-    return 0
+    # a failed notebook is one line: its cell's exception (exit 2 for a known user error, else 1)
+    return run_main(parser.prog, body, args.debug)
 
 
 if __name__ == "__main__":

@@ -109,3 +109,20 @@ def test_expression_of_unknown_words_warns(tiny_model, tokenizer, caplog):
     with caplog.at_level(logging.WARNING, logger="vglaw"):
         assert predict(tiny_model, tokenizer, image, "the red circle")["unknown_words"] is False
     assert "vocabulary" not in caplog.text
+
+
+def test_failed_notebook_is_its_cells_error_on_one_line(capsys, monkeypatch):
+    from papermill.exceptions import PapermillExecutionError
+
+    from vglaw.errors import run_main
+    monkeypatch.delenv("VGLAW_DEBUG", raising=False)
+
+    def failing(ename, evalue):
+        def body():
+            raise PapermillExecutionError(5, 4, "preprocess(...)", ename, evalue, ["line 1", "line 2"])
+        return body
+    assert run_main("python -m vglaw.workbook", failing("DataNotFoundError", "refs(unc).p not found: /x\n(hint)")) == 2
+    assert capsys.readouterr().err == ("python -m vglaw.workbook: error: notebook cell 4 raised DataNotFoundError: "
+                                       "refs(unc).p not found: /x (hint)\n")
+    assert run_main("python -m vglaw.workbook", failing("ZeroDivisionError", "division by zero")) == 1
+    assert "raised ZeroDivisionError" in capsys.readouterr().err
