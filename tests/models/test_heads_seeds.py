@@ -54,7 +54,8 @@ def test_token_norm_makes_the_head_scale_invariant():
 
 def test_presets_head_options():
     from vglaw.config import make_model_config
-    assert make_model_config("tiny").rec_token_norm and make_model_config("tiny").rec_pos_dim == 64
+    tiny = make_model_config("tiny")
+    assert tiny.rec_token_norm and tiny.rec_pos_dim == 64 and tiny.text_pool == "mean"
     paper = make_model_config("paper")
     assert not paper.rec_token_norm and paper.rec_pos_dim == 0  # the paper's head, DESIGN §3.4
     with pytest.raises(ValueError, match="rec_pos_dim"):
@@ -94,3 +95,37 @@ def test_p_and_q_are_not_correlated_copies():
     bp, bq = np.abs(p).max(), np.abs(q).max()
     r = np.corrcoef(p[:n] / bp, q[:n] / bq)[0, 1]
     assert abs(r) < 0.2, r
+
+
+def test_text_pool_mean_feeds_the_heads_the_masked_token_mean():
+    """text_pool="mean": the heads' sentence vector is the mean of the real tokens' outputs (padding
+    excluded), so padding never changes the prediction; "cls" (the paper's) reads token 0."""
+    from vglaw.config import make_model_config
+
+    assert make_model_config("paper").text_pool == "cls"
+    with pytest.raises(ValueError, match="text_pool"):
+        make_model_config("tiny", text_pool="max")
+    np.random.seed(0)
+    ms.set_seed(0)
+    model = vglaw.build_model("tiny", "svd", text_pool="mean", **SMALL)
+    model.set_train(False)
+    rng = np.random.default_rng(0)
+    s, n = model.config.img_size, model.config.max_len
+    img = Tensor(rng.standard_normal((2, 3, s, s)).astype(np.float32))
+    ids = rng.integers(1, model.config.vocab_size, (2, n)).astype(np.int32)
+    mask = np.zeros((2, n), np.int32)
+    mask[0, :5], mask[1, :9] = 1, 1
+    boxes, logits = model(img, Tensor(ids), Tensor(mask))
+    ids2 = ids.copy()
+    ids2[0, 5:], ids2[1, 9:] = 0, 7  # other padding ids: same prediction
+    boxes2, logits2 = model(img, Tensor(ids2), Tensor(mask))
+    np.testing.assert_allclose(boxes2.asnumpy(), boxes.asnumpy(), atol=1e-6)
+    np.testing.assert_allclose(logits2.asnumpy(), logits.asnumpy(), atol=1e-5)
+    # the head receives exactly the masked mean: rebuild it by hand and call the head directly
+    feats = model.text_encoder(Tensor(ids), Tensor(mask)).asnumpy()
+    mean = np.stack([feats[0, :5].mean(0), feats[1, :9].mean(0)])
+    fmap = model.backbone(img, model.law(Tensor(feats), Tensor(mask)), model.law.P, model.law.Q)
+    ref_boxes, _ = model.head(fmap, Tensor(mean))
+    np.testing.assert_allclose(boxes.asnumpy(), ref_boxes.asnumpy(), atol=1e-6)
+    cls_boxes, _ = model.head(fmap, Tensor(feats[:, 0]))
+    assert np.abs(cls_boxes.asnumpy() - boxes.asnumpy()).max() > 1e-4  # not the [CLS] path

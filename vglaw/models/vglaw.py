@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mindspore import Tensor, nn
+from mindspore import Tensor, nn, ops
 
 from vglaw.config import ModelConfig, make_model_config
 from vglaw.models.bert import BertEncoder
@@ -35,6 +35,7 @@ class VGLAW(nn.Cell):
         self.backbone = ViTDet(cfg)
         self.law = _NoLAW() if cfg.law_type == "none" else LAW(cfg)
         self.head = MultiTaskHead(cfg)
+        self.text_pool_mean = cfg.text_pool == "mean"
 
     def check_inputs(self, images, input_ids, attention_mask=None) -> None:
         """Raise ValueError on shapes this model cannot take (also checked inside construct)."""
@@ -62,7 +63,11 @@ class VGLAW(nn.Cell):
         if input_ids.shape[1] > self.max_len:
             raise ValueError(f"token length {input_ids.shape[1]} exceeds max_len {self.max_len}")
         feats = self.text_encoder(input_ids, attention_mask)  # (B, L, D)
-        cls = feats[:, 0]  # (B, D)
+        if self.text_pool_mean:  # mean of the real tokens ([CLS] and [SEP] included), as sentence-transformers
+            m = attention_mask.astype(feats.dtype).expand_dims(-1)  # (B, L, 1)
+            cls = (feats * m).sum(1) / ops.maximum(m.sum(1), 1.0)
+        else:
+            cls = feats[:, 0]  # (B, D): the paper's [CLS]
         if self.law_type == "none":
             fmap = self.backbone(images)
         else:
