@@ -416,7 +416,9 @@ def main(argv=None) -> int:
     p.add_argument("--cache_dir", default=None)
     p.add_argument("--runs_dir", default=None)
     p.add_argument("--mode_name", choices=("GRAPH", "PYNATIVE"), default="GRAPH")
+    p.add_argument("--debug", action="store_true", help="print the traceback of an error (also VGLAW_DEBUG=1)")
     args = vars(p.parse_args(argv))
+    debug = args.pop("debug")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from vglaw import paths
     from vglaw.data.refer import DATASETS
@@ -427,13 +429,16 @@ def main(argv=None) -> int:
     runs_dir = Path(args.pop("runs_dir") or paths.default_runs_dir())
     mode = args.pop("mode_name")
     cfg = PretrainConfig(**args)
-    _prepare(cfg.dataset, cfg.split_by, data_root, cache_dir)
-    import mindspore as ms
-    ms.set_context(mode=ms.GRAPH_MODE if mode == "GRAPH" else ms.PYNATIVE_MODE)
-    ckpt = ensure_pretrained(cfg, data_root=data_root, cache_dir=cache_dir, runs_dir=runs_dir,
-                             use_jit=mode == "GRAPH")
-    print(ckpt)
-    return 0
+
+    def body() -> int:  # known errors: one line, exit 2 (vglaw.errors)
+        _prepare(cfg.dataset, cfg.split_by, data_root, cache_dir)
+        import mindspore as ms
+        ms.set_context(mode=ms.GRAPH_MODE if mode == "GRAPH" else ms.PYNATIVE_MODE)
+        print(ensure_pretrained(cfg, data_root=data_root, cache_dir=cache_dir, runs_dir=runs_dir,
+                                use_jit=mode == "GRAPH"))
+        return 0
+    from vglaw.errors import run_main
+    return run_main(p.prog, body, debug)
 
 
 def _prepare(dataset: str, split_by: str | None, data_root: Path, cache_dir: Path) -> None:

@@ -205,27 +205,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, default=0.5)
     p.add_argument("--ncols", type=int, default=4)
     add_device_args(p)
+    p.add_argument("--debug", action="store_true", help="print the traceback of an error (also VGLAW_DEBUG=1)")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Exit codes: 0 done, 2 a user error (one line on stderr), 1 a runtime failure; --debug or
+    VGLAW_DEBUG=1 prints the traceback."""
+    from vglaw.errors import UsageExit, run_main
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    prog = parser.prog
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if (args.checkpoint is None) == (args.predictions is None):
-        raise SystemExit("error: give exactly one of --checkpoint (run the model) or --predictions")
+        raise UsageExit(prog, "give exactly one of --checkpoint (run the model) or --predictions")
     for flag in ("checkpoint", "predictions"):
         path = getattr(args, flag)
         if path is not None and not path.is_file():
-            raise SystemExit(f"error: --{flag} {path} does not exist")
+            raise UsageExit(prog, f"--{flag} {path} does not exist")
     if args.num is not None and args.num < 1:
-        raise SystemExit(f"error: --num must be >= 1, got {args.num}")
+        raise UsageExit(prog, f"--num must be >= 1, got {args.num}")
+    return run_main(prog, lambda: _visualize_cli(args, prog), args.debug)
+
+
+def _visualize_cli(args, prog: str) -> int:
+    from vglaw.errors import UsageExit
     from vglaw.evaluate import open_split, setup_mindspore
 
     try:
         ref_ds = open_split(args.dataset, args.split_by, args.split, args.data_root, args.cache_dir)
         indices = pick_indices(len(ref_ds), indices=args.indices, num=args.num, seed=args.seed)
     except (FileNotFoundError, KeyError, ValueError) as err:
-        raise SystemExit(f"error: {err}") from err
+        raise UsageExit(prog, str(err)) from err
     if args.predictions is not None:
         from vglaw.io import read_json
 

@@ -126,3 +126,16 @@ def test_failed_notebook_is_its_cells_error_on_one_line(capsys, monkeypatch):
                                        "refs(unc).p not found: /x (hint)\n")
     assert run_main("python -m vglaw.workbook", failing("ZeroDivisionError", "division by zero")) == 1
     assert "raised ZeroDivisionError" in capsys.readouterr().err
+
+
+def test_visualize_and_pretrain_user_errors_exit_2(tmp_path, capsys):
+    from vglaw.pretrain import main as pretrain_main
+    from vglaw.visualize import main as visualize_main
+    with pytest.raises(SystemExit) as exc:
+        visualize_main(["--checkpoint", str(tmp_path / "none.ckpt"), "--dataset", "shapes", "--split_by", "unc",
+                        "--out_dir", str(tmp_path)])
+    assert exc.value.code == 2
+    assert capsys.readouterr().err == f"python -m vglaw.visualize: error: --checkpoint {tmp_path / 'none.ckpt'} does not exist\n"
+    assert pretrain_main(["--dataset", "refcoco", "--data_root", str(tmp_path), "--runs_dir", str(tmp_path / "r")]) == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("python -m vglaw.pretrain: error: ") and "data/README.md" in line
