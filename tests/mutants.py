@@ -238,6 +238,12 @@ def main(argv=None) -> int:
             tag = " (issue 14 audit)" if m.audit else ""
             lines.append(f"| `{m.name}`{tag} | `{m.file}` | {m.why} | {'<br>'.join(f'`{t}`' for t in m.tests)} "
                          f"| {'killed' if killed else '**survived**'} | {detail.replace('|', '/')} | {dt:.0f} |")
+        survivors = [m for m, killed, _, _ in rows if not killed]
+        if survivors:
+            lines += ["", "Survivors (each either needs a test or is equivalent: it cannot change a result):", ""]
+            lines += [f"- `{m.name}`: {m.why}" for m in survivors]
+        lines += ["", f"Total {sum(dt for *_, dt in rows) / 60:.0f} min on this machine "
+                      f"({os.cpu_count()} CPUs, shared)."]
         args.write.write_text("\n".join(lines) + "\n")
         print(f"wrote {args.write}")
     return 0
