@@ -34,7 +34,10 @@ def run_differences(config: dict, requested: dict, fingerprint: str | None) -> l
     from vglaw.train.bookkeeping import computation_changes
     diff = config_differences(config.get("train", {}), requested)
     stored_fp = (config.get("data") or {}).get("fingerprint")
-    if stored_fp != fingerprint:
+    if stored_fp is None:
+        diff.append("data fingerprint: none recorded -> "
+                    f"{fingerprint!r} (a run from before data fingerprints: its data cannot be confirmed)")
+    elif stored_fp != fingerprint:
         diff.append(f"data fingerprint: {stored_fp!r} -> {fingerprint!r} (the data changed since the run)")
     diff += computation_changes(config.get("resumes", []), requested.get("lr_scheduler", "step"))
     return diff
