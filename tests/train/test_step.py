@@ -86,3 +86,35 @@ def test_non_finite_loss_raises_before_the_update():
         acc.step([ms.Tensor(a) for a in batch])
     assert acc.micro_done == 0
     assert all(np.array_equal(v, _params(model)[n]) for n, v in p0.items())
+
+
+def test_clip_norm_scales_the_gradient_to_the_clip():
+    """The update of a step with clip_norm c is AdamW's on the gradient scaled to global norm c
+    (eps=1 makes the step depend on the gradient's size; AdamWeightDecay: no bias correction,
+    decoupled decay on matrices only)."""
+    model, _ = _setup(1, False)
+    batch = [ms.Tensor(a) for a in _batch(model.config)]
+    weights = [p for p in model.trainable_params()]
+
+    def loss(*b):
+        boxes, logits = model(*b[:3])
+        return _loss_fn(model)(boxes, logits, b[3], b[4])[0]
+
+    model.set_train(True)
+    grads = [g.asnumpy().astype(np.float64) for g in ms.grad(loss, None, weights)(*batch)]
+    norm = float(np.sqrt(sum((g ** 2).sum() for g in grads)))
+    clip = norm / 4
+    model, step = _setup(1, False, clip=clip, eps=1.0, lr=1.0)  # same seed: the same weights
+    p0 = _params(model)
+    step.step(batch)
+    p1 = _params(model)
+    for p, g in zip(weights, grads):
+        gc = g * clip / norm
+        want = p0[p.name] - (0.1 * gc / (np.sqrt(0.001 * gc ** 2) + 1.0)
+                             + (1e-4 * p0[p.name] if len(p.shape) >= 2 else 0.0))
+        np.testing.assert_allclose(p1[p.name], want, rtol=1e-3, atol=1e-7, err_msg=p.name)
+
+
+def _loss_fn(model):
+    from vglaw.losses import GroundingLoss
+    return GroundingLoss.from_config(model.config)
