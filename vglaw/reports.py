@@ -83,6 +83,8 @@ def scan_runs(root: str | Path, *, experiment_prefix: str | None = None) -> pd.D
             "device": _find(cfg, "device") or _find(cfg, "device_target") or "default device",
             "code_version": (_find(cfg, "git_commit") or _find(cfg, "vglaw") or "unknown")[:10],
             "mindspore": _find(cfg, "mindspore"),
+            # the cache's data fingerprint (issue 9): runs on other data are other runs
+            "data_fingerprint": (cfg.get("data") or {}).get("fingerprint") or "not recorded",
             "wall_s": run["status"].get("wall_s"),
         }
         for split, metrics in sorted(run["metrics"].items()):
@@ -94,12 +96,14 @@ def scan_runs(root: str | Path, *, experiment_prefix: str | None = None) -> pd.D
 
 
 def protocol_card(row: pd.Series | dict) -> str:
-    """How a number was made, in one line (dataset kind, model, init, size, law_type, schedule, code)."""
+    """How a number was made, in one line (dataset kind, model, init, size, law_type, schedule, code,
+    data fingerprint)."""
     r = dict(row)
     kind = "synthetic" if r.get("synthetic") else "real"
     return (f"{r.get('dataset')} ({kind}); preset {r.get('preset')}, {r.get('backbone_init')}, {r.get('text_init')}; "
             f"img {r.get('img_size')}; law {r.get('law_type')}; {r.get('epochs')} ep; seed {r.get('seed')}; "
-            f"code {r.get('code_version')}; MindSpore {r.get('mindspore')}; {r.get('mode')} on {r.get('device')}")
+            f"code {r.get('code_version')}; MindSpore {r.get('mindspore')}; {r.get('mode')} on {r.get('device')}; "
+            f"data {r.get('data_fingerprint', 'not recorded')}")
 
 
 def _pct(x: Any) -> float | None:
