@@ -193,7 +193,13 @@ def make_model_config(preset: str = "tiny", **overrides) -> ModelConfig:
 
 
 def config_from_dict(d: dict) -> ModelConfig:
-    """Inverse of `dataclasses.asdict` (e.g. a run's config.json); validates like make_model_config."""
+    """Inverse of `dataclasses.asdict` (e.g. a run's config.json); validates like make_model_config.
+
+    A field the dict lacks (a checkpoint saved before the field existed) takes ModelConfig's
+    default, which computes what the code did before the field was added, not the preset's
+    current value (e.g. `text_pool`: "cls", though `tiny` now says "mean")."""
     d = dict(d)
     preset = d.pop("preset", "tiny")
-    return make_model_config(preset, **d)
+    absent = {f.name: f.default for f in dataclasses.fields(ModelConfig)
+              if f.name not in d and f.name != "preset" and f.default is not dataclasses.MISSING}
+    return make_model_config(preset, **{**absent, **d})

@@ -152,3 +152,9 @@ def test_config_round_trips_through_json():
     cfg = make_model_config("tiny", law_blocks=(1, 3), law_type="od2")
     assert config_from_dict(json.loads(json.dumps(dataclasses.asdict(cfg)))) == cfg
     assert isinstance(VGLAW(cfg).config, type(cfg))
+    # a config stored before a field existed gets the field's old behaviour, not the preset's new value
+    old = dataclasses.asdict(make_model_config("tiny"))
+    del old["text_pool"], old["rec_pos_dim"]
+    back = config_from_dict(old)
+    assert back.text_pool == "cls" and back.rec_pos_dim == 0 and back.rec_token_norm
+    assert make_model_config("tiny").text_pool == "mean"
