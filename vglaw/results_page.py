@@ -291,8 +291,29 @@ def find_browser() -> str:
     for c in candidates:
         found = c and shutil.which(c)
         if found:
+            _check_starts(found)
             return found
     raise BrowserNotFound("no Chromium found (install Debian's `chromium` package, or set VGLAW_BROWSER)")
+
+
+_STARTS: dict = {}
+
+
+def _check_starts(exe: str) -> None:
+    """BrowserNotFound if `exe` cannot render a blank page here (e.g. a container without what it
+    needs), so that a browser that cannot start reads as "no browser", not as a broken page."""
+    if exe not in _STARTS:
+        with tempfile.TemporaryDirectory(prefix="vglaw-chromium-") as profile:
+            try:
+                proc = subprocess.run([exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                                       f"--user-data-dir={profile}", "--dump-dom", "about:blank"],
+                                      capture_output=True, text=True, timeout=60)
+                _STARTS[exe] = "" if proc.returncode == 0 and "<html" in proc.stdout else \
+                    f"exit {proc.returncode}: {(proc.stderr.strip().splitlines() or [''])[-1][:200]}"
+            except (OSError, subprocess.SubprocessError) as e:
+                _STARTS[exe] = str(e)[:200]
+    if _STARTS[exe]:
+        raise BrowserNotFound(f"{exe} does not start here ({_STARTS[exe]})")
 
 
 def _browser(args: list[str], timeout: float) -> subprocess.CompletedProcess:
