@@ -29,19 +29,13 @@ MAIN_RUN = ["--preset", "tiny", "--dataset", "shapes", "--law_type", "svd", "--u
 
 
 def eval_rows(run_dir: Path) -> list[dict]:
-    """The val evaluations of a run, by update (a step evaluated twice keeps its last row)."""
+    """The val evaluations of a run, by update (vglaw.reports.val_evaluations); the log must exist."""
+    from vglaw.reports import val_evaluations
+
     log = run_dir / "train_log.jsonl"
     if not log.is_file():
         raise FileNotFoundError(f"{log} does not exist: --run_dir must be a vglaw.train run directory")
-    rows = {}
-    for line in log.read_text(encoding="utf-8").splitlines():
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:  # a torn last line of a killed run
-            continue
-        if rec.get("eval") == "val":
-            rows[rec["step"]] = rec
-    return [rows[s] for s in sorted(rows)]
+    return val_evaluations(run_dir)
 
 
 def first_reached(rows: list[dict], metric: str, threshold: float) -> dict | None:

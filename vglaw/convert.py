@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import json
 import logging
 import sys
@@ -41,6 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from vglaw.config import AUTHORS_FIDELITY, ModelConfig, config_from_dict, make_model_config
+from vglaw.io import file_sha256
 from vglaw.models.resize import WeightsError, bicubic_resize_matrix, crop_or_resize_rel_pos, resize_abs_pos
 
 __all__ = ["ConversionError", "ConversionReport", "FIDELITIES", "official_layout", "official_shapes",
@@ -215,14 +215,6 @@ def _our_shape(e: _Entry, cfg: ModelConfig) -> tuple:
 
 
 # --------------------------------------------------------------------------- reading and checking
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
 
 def _read_ms_checkpoint(path: Path) -> tuple[dict[str, np.ndarray], dict | None]:
     """({name: ndarray}, vglaw meta or None) of a MindSpore .ckpt; ConversionError if unreadable."""
@@ -452,7 +444,7 @@ def convert_official(src: str | Path, out: str | Path, *, preset: str = "paper",
     if kind == "backbone" and found == "full":
         raise ConversionError(f"{src} is a full VG-LAW checkpoint, not a backbone-only one: convert it with "
                               "--kind full (or auto)")
-    report = ConversionReport(source=str(src), source_sha256=_sha256(src), source_kind=found)
+    report = ConversionReport(source=str(src), source_sha256=file_sha256(src), source_kind=found)
     if found == "backbone":
         arrays = _gather_backbone(arrays, src, report)
     ours = official_to_vglaw(arrays, cfg, kind=found, source=str(src), report=report)
@@ -480,7 +472,7 @@ def convert_to_official(src: str | Path, out: str | Path) -> ConversionReport:
     if str(meta.get("kind", "")).startswith("vglaw-train-state"):  # a run's last.ckpt: drop optimiser state
         keep = {e.ours for e in official_layout(cfg) if e.ours}
         arrays = {n: a for n, a in arrays.items() if n in keep}
-    report = ConversionReport(source=str(src), source_sha256=_sha256(src), source_kind="vglaw")
+    report = ConversionReport(source=str(src), source_sha256=file_sha256(src), source_kind="vglaw")
     theirs = vglaw_to_official(arrays, cfg, source=str(src), report=report)
     save_checkpoint(out, theirs, store_meta=False)
     log.info("%s -> %s", report, out)

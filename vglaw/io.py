@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -9,7 +10,16 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["write_json_atomic", "read_json", "to_jsonable", "mask_to_rle", "rle_to_mask"]
+__all__ = ["write_json_atomic", "read_json", "to_jsonable", "file_sha256", "mask_to_rle", "rle_to_mask"]
+
+
+def file_sha256(path) -> str:
+    """Hex SHA-256 of a file's bytes, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def to_jsonable(obj):

@@ -17,7 +17,7 @@ import pandas as pd
 
 from vglaw.paper import paper_number
 
-__all__ = ["SYNTHETIC_DATASETS", "load_run", "scan_runs", "rec_table", "res_table", "ablation_summary",
+__all__ = ["SYNTHETIC_DATASETS", "val_evaluations", "load_run", "scan_runs", "rec_table", "res_table", "ablation_summary",
            "ablation_table", "write_ablation_table", "to_markdown", "write_table", "plot_ablation", "protocol_card"]
 
 SYNTHETIC_DATASETS = ("shapes", "shapes_rle")
@@ -35,6 +35,23 @@ def _find(tree: Any, key: str, default: Any = None) -> Any:
             if found is not None:
                 return found
     return default
+
+
+def val_evaluations(run_dir: str | Path) -> list[dict]:
+    """The val evaluation rows of a run's train_log.jsonl, by update (a step evaluated twice keeps
+    its last row; a torn last line of a killed run is skipped); [] without a log."""
+    log = Path(run_dir) / "train_log.jsonl"
+    if not log.is_file():
+        return []
+    rows: dict[int, dict] = {}
+    for line in log.read_text(encoding="utf-8").splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if rec.get("eval") == "val":
+            rows[rec["step"]] = rec
+    return [rows[s] for s in sorted(rows)]
 
 
 def load_run(run_dir: str | Path) -> dict | None:

@@ -71,21 +71,6 @@ def _read_json(path: Path) -> Any:
         return None
 
 
-def _eval_rows(run_dir: Path) -> list[dict]:
-    rows: dict[int, dict] = {}
-    log = run_dir / "train_log.jsonl"
-    if not log.is_file():
-        return []
-    for line in log.read_text(encoding="utf-8").splitlines():
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:  # the torn last line of a killed run
-            continue
-        if rec.get("eval") == "val":
-            rows[rec["step"]] = rec
-    return [rows[s] for s in sorted(rows)]
-
-
 def _time_to_accuracy(evals: list[dict]) -> list[dict]:
     out = []
     best = max((r.get("prec@0.5", 0.0) for r in evals), default=0.0)
@@ -131,7 +116,9 @@ def _main_run(runs_dir: Path, name: str) -> dict | None:
         return None
     splits = [s for s in SPLIT_ORDER if isinstance(metrics.get(s), dict)]
     splits += sorted(s for s, v in metrics.items() if isinstance(v, dict) and s not in splits)
-    evals = _eval_rows(run_dir)
+    from vglaw.reports import val_evaluations
+
+    evals = val_evaluations(run_dir)
     return {"name": name, "dir": run_dir, "metrics": metrics, "splits": splits,
             "protocol": _protocol(run_dir, config, status), "tta": _time_to_accuracy(evals) if evals else [],
             "n_evals": len(evals), "last_step": evals[-1]["step"] if evals else None}

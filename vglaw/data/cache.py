@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from vglaw.io import file_sha256
 from vglaw.data.refer import (DATASETS, README_HINT, check_names, dataset_paths, decode_rle,
                               read_refer, split_matches)
 
@@ -35,14 +36,6 @@ __all__ = ["CACHE_FORMAT", "preprocess", "cache_folder", "read_manifest", "RefDa
 
 log = logging.getLogger("vglaw")
 CACHE_FORMAT = 1  # bump when the layout of items.json changes: old caches are then rebuilt
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class DataChangedError(ValueError):
@@ -122,7 +115,7 @@ def preprocess(data_root: str | Path, dataset: str, split_by: str, cache_dir: st
         raise ValueError(f"on_change must be 'rebuild' or 'refuse', got {on_change!r}")
     final = cache_folder(cache_dir, dataset, split_by)
     paths = dataset_paths(data_root, dataset, split_by)
-    sources = {p.name: _sha256(p) for p in (paths["refs"], paths["instances"])}
+    sources = {p.name: file_sha256(p) for p in (paths["refs"], paths["instances"])}
     old = read_manifest(final)
     if (not force and old is not None and old.get("format") == CACHE_FORMAT
             and old.get("data_root") == str(Path(data_root).resolve())):
