@@ -72,6 +72,7 @@ class ModelConfig:
     # Not in the paper (issue 8): a from-scratch backbone's REC head needs them to leave the mean box.
     rec_token_norm: bool = False      # LayerNorm on the tokens the REC head pools
     rec_pos_dim: int = 0              # >0: fixed 2-D sin-cos position code (channels) in the REC pooling
+    rec_mask_guide: bool = False      # add the detached RES mask logits (per token) to the REC pooling logits
     text_pool: str = "cls"            # sentence vector c the heads read: "cls" (paper) | "mean" of the tokens
 
     # --- losses (DESIGN §3.5) ---

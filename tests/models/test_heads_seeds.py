@@ -129,3 +129,52 @@ def test_text_pool_mean_feeds_the_heads_the_masked_token_mean():
     np.testing.assert_allclose(boxes.asnumpy(), ref_boxes.asnumpy(), atol=1e-6)
     cls_boxes, _ = model.head(fmap, Tensor(feats[:, 0]))
     assert np.abs(cls_boxes.asnumpy() - boxes.asnumpy()).max() > 1e-4  # not the [CLS] path
+
+
+def test_mask_guide_steers_the_pooling_and_passes_no_gradient_to_the_mask_head():
+    """rec_mask_guide: the RES head's detached per-token mask logits are added to the REC pooling
+    logits. A guide that marks one token pulls the pooling there (so the box moves with the mask);
+    the box loss never trains the RES head through it (stop-gradient)."""
+    np.random.seed(0)
+    ms.set_seed(0)
+    head = RECHead(16, 8, attn_dim=8, hidden=16, token_norm=True, pos_dim=8, grid=4, mask_guide=True)
+    tokens, cls = _tokens()
+    flat = np.zeros((2, 16), np.float32)
+    a = head.attention(Tensor(tokens), Tensor(cls), Tensor(flat)).asnumpy()
+    marked = flat.copy()
+    marked[:, 5] = 20.0  # a confident mask on token 5 only
+    attn = head.attention(Tensor(tokens), Tensor(cls), Tensor(marked)).asnumpy()
+    assert attn[:, 0, 5].min() > 0.99 and a[:, 0, 5].max() < 0.5
+    box_flat = head(Tensor(tokens), Tensor(cls), Tensor(flat)).asnumpy()
+    box_marked = head(Tensor(tokens), Tensor(cls), Tensor(marked)).asnumpy()
+    assert np.abs(box_flat - box_marked).max() > 1e-3
+
+    from vglaw.config import make_model_config
+    from vglaw.models.heads import MultiTaskHead
+    cfg = make_model_config("tiny", img_size=64, window_size=2, pretrain_grid=4, rec_pos_dim=8,
+                            rec_mask_guide=True)
+    mt = MultiTaskHead(cfg)
+    g = cfg.grid
+    fmap = Tensor(np.random.default_rng(2).standard_normal((2, cfg.vit_dim, g, g)).astype(np.float32))
+    c = Tensor(np.random.default_rng(3).standard_normal((2, cfg.text_hidden)).astype(np.float32))
+
+    def box_sum(f, s):
+        return mt(f, s)[0].sum()
+
+    res_params = mt.res.trainable_params()
+    grads = ms.grad(box_sum, grad_position=None, weights=res_params)(fmap, c)
+    assert all(float(np.abs(gr.asnumpy()).max()) == 0.0 for gr in grads)
+
+    def mask_sum(f, s):
+        return mt(f, s)[1].sum()
+    grads = ms.grad(mask_sum, grad_position=None, weights=res_params)(fmap, c)
+    assert any(float(np.abs(gr.asnumpy()).max()) > 0.0 for gr in grads)  # the probe can see gradients
+    # the guide is the mean logit of each token's 4x4 cells of the pre-resize mask
+    low = mt.res.low_res(fmap, c).asnumpy()
+    want = low.reshape(2, g, 4, g, 4).mean(axis=(2, 4)).reshape(2, g * g)
+    tokens = Tensor(fmap.asnumpy().reshape(2, cfg.vit_dim, g * g).transpose(0, 2, 1))
+    box, mask = mt(fmap, c)
+    np.testing.assert_allclose(box.asnumpy(), mt.rec(tokens, c, Tensor(want)).asnumpy(), atol=1e-5)
+    np.testing.assert_allclose(mask.asnumpy(), mt.res.to_canvas(Tensor(low)).asnumpy(), atol=1e-5)
+    off = Tensor((want + 5.0 * (np.arange(g * g) == 0)).astype(np.float32))  # another guide: another box
+    assert np.abs(mt.rec(tokens, c, off).asnumpy() - box.asnumpy()).max() > 1e-4

@@ -42,6 +42,9 @@ class RECHead(nn.Cell):
       token_norm: LayerNorm on the tokens entering the head (keys and values).
       pos_dim > 0: a fixed 2-D sin-cos code of pos_dim channels is added to the keys through a
         Linear and pooled by the same attention; the MLP reads concat(attn @ tokens, attn @ pos).
+      mask_guide: the RES head's mask logits, averaged over each token's 4x4 cells and detached,
+        are added (times a learnt scale, init 1) to the pooling logits: the box reads where the
+        mask, which learns in ~100 updates, puts the referred object (`guide` argument).
 
     Args:
         vis_dim: backbone channels C. text_dim: [CLS] width D. attn_dim: q/k width. hidden: MLP width.
@@ -49,8 +52,11 @@ class RECHead(nn.Cell):
     """
 
     def __init__(self, vis_dim: int, text_dim: int, attn_dim: int = 64, hidden: int = 256, *,
-                 token_norm: bool = False, pos_dim: int = 0, grid: int = 28):
+                 token_norm: bool = False, pos_dim: int = 0, grid: int = 28, mask_guide: bool = False):
         super().__init__()
+        self.mask_guide = mask_guide
+        if mask_guide:
+            self.guide_scale = Parameter(Tensor(np.ones((1,), np.float32)), name="guide_scale")
         self.query = nn.Dense(text_dim, attn_dim)
         self.key = nn.Dense(vis_dim, attn_dim)
         self.scale = attn_dim ** -0.5
@@ -64,19 +70,24 @@ class RECHead(nn.Cell):
         self.mlp = nn.SequentialCell(nn.Dense(vis_dim + pos_dim, hidden), nn.ReLU(),
                                      nn.Dense(hidden, hidden), nn.ReLU(), nn.Dense(hidden, 4))
 
-    def attention(self, tokens: Tensor, cls: Tensor) -> Tensor:
-        """(B, N, C) tokens (after the optional norm), (B, D) -> (B, 1, N) pooling weights."""
+    def attention(self, tokens: Tensor, cls: Tensor, guide=None) -> Tensor:
+        """(B, N, C) tokens (after the optional norm), (B, D), guide (B, N) or None
+        -> (B, 1, N) pooling weights."""
         q = self.query(cls).expand_dims(1)  # (B, 1, a)
         k = self.key(tokens)  # (B, N, a)
         if self.pos_dim:
             k = k + self.pos_key(self.pos)
-        return ops.softmax(ops.bmm(q, k.transpose(0, 2, 1)) * self.scale, axis=-1)
+        logits = ops.bmm(q, k.transpose(0, 2, 1)) * self.scale
+        if self.mask_guide:
+            logits = logits + self.guide_scale * guide.expand_dims(1)
+        return ops.softmax(logits, axis=-1)
 
-    def construct(self, tokens: Tensor, cls: Tensor) -> Tensor:
-        """tokens (B, N, C), cls (B, D) -> boxes (B, 4) sigmoid cxcywh on the canvas."""
+    def construct(self, tokens: Tensor, cls: Tensor, guide=None) -> Tensor:
+        """tokens (B, N, C), cls (B, D), guide (B, N) detached token mask logits (mask_guide only)
+        -> boxes (B, 4) sigmoid cxcywh on the canvas."""
         if self.token_norm:
             tokens = self.norm(tokens)
-        attn = self.attention(tokens, cls)  # (B, 1, N)
+        attn = self.attention(tokens, cls, guide)  # (B, 1, N)
         pooled = ops.bmm(attn, tokens).squeeze(1)  # (B, C)
         if self.pos_dim:
             b = tokens.shape[0]
@@ -127,6 +138,16 @@ class RESHead(nn.Cell):
 
     def construct(self, fmap: Tensor, cls: Tensor) -> Tensor:
         """fmap (B, C, g, g), cls (B, D) -> mask logits (B, 1, S, S)."""
+        return self.to_canvas(self.low_res(fmap, cls))
+
+    def to_canvas(self, y: Tensor) -> Tensor:
+        """(B, 4g, 4g) logits -> (B, 1, S, S) by the align-corners bilinear resize."""
+        if y.shape[1] != self.img_size:
+            y = ops.matmul(ops.matmul(self.resize, y), self.resize_t)  # (B, S, S)
+        return y.expand_dims(1)
+
+    def low_res(self, fmap: Tensor, cls: Tensor) -> Tensor:
+        """fmap (B, C, g, g), cls (B, D) -> mask logits (B, 4g, 4g) before the resize."""
         b, _, g, _ = fmap.shape
         x = self.up1(fmap.transpose(0, 2, 3, 1))  # (B, 2g, 2g, hid) NHWC
         x = self.act(self.norm(x))  # LayerNorm over channels
@@ -135,10 +156,7 @@ class RESHead(nn.Cell):
         k = ops.matmul(w2, cls.expand_dims(2)).reshape(b, self.hidden, 4)  # (B, hid, 4)
         bias = (self.up2.bias * cls).sum(-1).reshape(b, 1, 1)  # (B, 1, 1)
         y = ops.bmm(x.reshape(b, 4 * g * g, self.hidden), k) + bias  # (B, 2g*2g, 4)
-        y = y.reshape(b, 2 * g, 2 * g, 2, 2).transpose(0, 1, 3, 2, 4).reshape(b, 4 * g, 4 * g)
-        if 4 * g != self.img_size:
-            y = ops.matmul(ops.matmul(self.resize, y), self.resize_t)  # (B, S, S)
-        return y.expand_dims(1)
+        return y.reshape(b, 2 * g, 2 * g, 2, 2).transpose(0, 1, 3, 2, 4).reshape(b, 4 * g, 4 * g)
 
 
 class _ConvT2x2(nn.Cell):
@@ -166,10 +184,16 @@ class MultiTaskHead(nn.Cell):
     def __init__(self, cfg):
         super().__init__()
         self.rec = RECHead(cfg.vit_dim, cfg.text_hidden, cfg.rec_dim, cfg.rec_hidden,
-                           token_norm=cfg.rec_token_norm, pos_dim=cfg.rec_pos_dim, grid=cfg.grid)
+                           token_norm=cfg.rec_token_norm, pos_dim=cfg.rec_pos_dim, grid=cfg.grid,
+                           mask_guide=cfg.rec_mask_guide)
         self.res = RESHead(cfg.vit_dim, cfg.text_hidden, cfg.res_hidden, cfg.img_size, cfg.grid)
+        self.mask_guide = cfg.rec_mask_guide
 
     def construct(self, fmap: Tensor, cls: Tensor):
         b, c, h, w = fmap.shape
         tokens = fmap.reshape(b, c, h * w).transpose(0, 2, 1)  # (B, N, C)
-        return self.rec(tokens, cls), self.res(fmap, cls)
+        low = self.res.low_res(fmap, cls)  # (B, 4h, 4w)
+        guide = None
+        if self.mask_guide:  # mean logit of each token's 4x4 cells, no gradient into the RES head
+            guide = ops.stop_gradient(low.reshape(b, h, 4, w, 4).mean(axis=(2, 4)).reshape(b, h * w))
+        return self.rec(tokens, cls, guide), self.res.to_canvas(low)
