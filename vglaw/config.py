@@ -73,6 +73,7 @@ class ModelConfig:
     rec_token_norm: bool = False      # LayerNorm on the tokens the REC head pools
     rec_pos_dim: int = 0              # >0: fixed 2-D sin-cos position code (channels) in the REC pooling
     rec_mask_guide: bool = False      # add the detached RES mask logits (per token) to the REC pooling logits
+                                      # (only with use_mask: an untrained RES head guides nothing)
     text_pool: str = "cls"            # sentence vector c the heads read: "cls" (paper) | "mean" of the tokens
 
     # --- losses (DESIGN §3.5) ---
@@ -113,6 +114,14 @@ PRESETS: dict[str, dict] = {
         # updates, LayerNorm alone the same); LayerNorm + a 64-channel sin-cos code on keys and
         # pooled values reached 0.334 at 1,050 updates. `paper` keeps the paper's head exactly.
         rec_token_norm=True, rec_pos_dim=64,
+        # The box pooling also reads the RES head's detached mask logits (per token): the mask
+        # finds the referred object in ~100 updates, the box pooling alone needed 300-700 (and the
+        # take-off time varied from run to run). Measured (issue 8; shapes, svd, --use_mask
+        # --translate, scratch, seed 0, token mean), val prec@0.5 / box mIoU / mask mIoU at 175 /
+        # 350 updates: without 0.016/0.077/0.490, 0.020/0.077/0.476; with 0.190/0.248/0.473,
+        # 0.348/0.349/0.513. (patch_size=8 with the guide: 0.285/0.341/0.525 at 175 updates, but
+        # each update costs 2.6x as much CPU time.)
+        rec_mask_guide=True,
         # The heads' sentence vector (DESIGN §3.4: [CLS]) is the mean of the token outputs here:
         # all-MiniLM-L6-v2 was trained as a mean-pooled sentence encoder, and its [CLS] output
         # barely depends on the sentence (mean pairwise cosine 0.99 over 80 val expressions at

@@ -178,3 +178,15 @@ def test_mask_guide_steers_the_pooling_and_passes_no_gradient_to_the_mask_head()
     np.testing.assert_allclose(mask.asnumpy(), mt.res.to_canvas(Tensor(low)).asnumpy(), atol=1e-5)
     off = Tensor((want + 5.0 * (np.arange(g * g) == 0)).astype(np.float32))  # another guide: another box
     assert np.abs(mt.rec(tokens, c, off).asnumpy() - box.asnumpy()).max() > 1e-4
+
+
+def test_mask_guide_is_on_in_tiny_only_and_only_with_the_mask_loss():
+    from vglaw.config import make_model_config
+    from vglaw.models.heads import MultiTaskHead
+    tiny = make_model_config("tiny", img_size=64, window_size=2, pretrain_grid=4)
+    assert tiny.rec_mask_guide and not make_model_config("paper").rec_mask_guide
+    assert MultiTaskHead(tiny).mask_guide
+    names = [p.name for p in MultiTaskHead(tiny).trainable_params()]
+    assert "rec.guide_scale" in names
+    rec_only = MultiTaskHead(make_model_config("tiny", img_size=64, window_size=2, pretrain_grid=4, use_mask=False))
+    assert not rec_only.mask_guide and "rec.guide_scale" not in [p.name for p in rec_only.trainable_params()]

@@ -183,11 +183,12 @@ class MultiTaskHead(nn.Cell):
 
     def __init__(self, cfg):
         super().__init__()
+        # The guide needs a trained RES head: without use_mask (REC only) it is off.
+        self.mask_guide = bool(cfg.rec_mask_guide and cfg.use_mask)
         self.rec = RECHead(cfg.vit_dim, cfg.text_hidden, cfg.rec_dim, cfg.rec_hidden,
                            token_norm=cfg.rec_token_norm, pos_dim=cfg.rec_pos_dim, grid=cfg.grid,
-                           mask_guide=cfg.rec_mask_guide)
+                           mask_guide=self.mask_guide)
         self.res = RESHead(cfg.vit_dim, cfg.text_hidden, cfg.res_hidden, cfg.img_size, cfg.grid)
-        self.mask_guide = cfg.rec_mask_guide
 
     def construct(self, fmap: Tensor, cls: Tensor):
         b, c, h, w = fmap.shape
