@@ -32,7 +32,7 @@ from vglaw.data.refer import (DATASETS, README_HINT, check_names, dataset_paths,
                               read_refer, split_matches)
 
 __all__ = ["CACHE_FORMAT", "preprocess", "cache_folder", "read_manifest", "RefDataset", "load_rgb",
-           "DataChangedError", "ImageCheckError", "image_stats", "describe_changes", "verify_images"]
+           "open_rgb", "DataChangedError", "ImageCheckError", "image_stats", "describe_changes", "verify_images"]
 
 log = logging.getLogger("vglaw")
 CACHE_FORMAT = 1  # bump when the layout of items.json changes: old caches are then rebuilt
@@ -331,11 +331,20 @@ class RefDataset:
 
 def load_rgb(path: str | Path) -> np.ndarray:
     """Read an image file as (H, W, 3) uint8 RGB; errors name the file."""
+    return np.asarray(open_rgb(path))
+
+
+def open_rgb(path: str | Path) -> Image.Image:
+    """Read an image file as a decoded RGB PIL image (what `load_rgb` returns, before the copy
+    into NumPy); errors name the file."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"image not found: {path} ({README_HINT})")
     try:
         with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
+            if im.mode == "RGB":
+                im.load()  # decodes every byte; the image outlives the closed file
+                return im
+            return im.convert("RGB")
     except (OSError, SyntaxError, ValueError) as exc:
         raise OSError(f"unreadable image {path}: {exc}") from exc

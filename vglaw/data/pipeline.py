@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from vglaw.data.cache import load_rgb
+from vglaw.data.cache import open_rgb
 from vglaw.data.refer import decode_rle
 from vglaw.data.tokenizer import tokenize
 from vglaw.data.transforms import flip_phrase, transform_sample
@@ -73,7 +73,7 @@ class RefBatches:
     def sample(self, i: int):
         """Model inputs of dataset sample i (one row of a batch)."""
         rec = self.records[i]
-        image = load_rgb(rec["image_path"])
+        image = open_rgb(rec["image_path"])  # a PIL image: resized and flipped without NumPy copies
         mask = decode_rle(rec["rle"])
         rng = np.random.default_rng([self.seed, self.epoch, i]) if self.train else None
         img, box, mask_c, phrase, lb = transform_sample(
@@ -101,11 +101,15 @@ class RefBatches:
 def build_dataset(ref_ds, tokenizer, *, img_size: int, max_len: int, batch_size: int, train: bool,
                   translate: bool = True, seed: int = 0, epoch: int = 0,
                   num_shards: int | None = None, shard_id: int | None = None,
-                  drop_remainder: bool | None = None, num_parallel_workers: int = 1):
+                  drop_remainder: bool | None = None, num_parallel_workers: int = 1,
+                  python_multiprocessing: bool = False):
     """A `mindspore.dataset.GeneratorDataset` of batches with columns COLUMNS (see RefBatches).
 
     The order is a function of (seed, epoch): build one dataset per epoch for a new shuffle.
     drop_remainder defaults to `train` (fixed shapes for the compiled train step).
+    num_parallel_workers: threads that each assemble whole batches (JPEG decode and resize run
+    without the GIL); with python_multiprocessing, processes instead (MindSpore forks them and
+    returns batches through shared memory). Either way the batches are the same, in order.
     """
     import mindspore.dataset as msds
 
@@ -113,7 +117,7 @@ def build_dataset(ref_ds, tokenizer, *, img_size: int, max_len: int, batch_size:
                         batch_size=batch_size, train=train, translate=translate, seed=seed,
                         epoch=epoch, num_shards=num_shards, shard_id=shard_id,
                         drop_remainder=drop_remainder)
-    # Batches come pre-assembled; threads (not processes) avoid copying the source per worker.
+    # Batches come pre-assembled; threads (the default) avoid copying the source per worker.
     return msds.GeneratorDataset(source, column_names=COLUMNS, shuffle=False,
                                  num_parallel_workers=num_parallel_workers,
-                                 python_multiprocessing=False)
+                                 python_multiprocessing=python_multiprocessing)
