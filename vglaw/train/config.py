@@ -133,10 +133,14 @@ RECIPES: dict[str, dict] = {
     # CPU recipe (2 cores): from-scratch ViT and LAW at 1e-3 (1e-4 barely moves it in minutes),
     # pretrained MiniLM layers at 1e-4; batch 16 without accumulation. NOT shown to reach the
     # workbook's bar (val prec@0.5 >= 0.85 in 15 min). Measured (issue 8; shapes, svd, --use_mask
-    # --translate, seed 0, 305 val sentences), val prec@0.5 / box mIoU / mask mIoU at 350/700/1050:
+    # --translate, seed 0, 305 val sentences), val prec@0.5 / box mIoU / mask mIoU:
+    #   tiny model with rec_mask_guide (the default), one dedicated core, at 175/350/700/1050
+    #   updates (194/367/694/1022 s): 0.138/0.257/0.469, 0.393/0.356/0.519, 0.534/0.429/0.540,
+    #   0.554/0.465/0.545 -- train split at 1050: 0.620/0.493/0.558 (under-fitting, not over-fitting)
+    #   before the guide, at 350/700/1050:
     #   scratch:            0.023/0.079/0.473, 0.036/0.094/0.550, 0.111/0.144/0.544
     #   shapes_pretrained:  0.030/0.136/0.394, 0.115/0.189/0.295, 0.230/0.213/0.381 (500 updates)
-    # The pretrained backbone doubles box prec@0.5 at equal grounding updates but lowers mask mIoU,
+    # The pretrained backbone doubled box prec@0.5 at equal grounding updates but lowered mask mIoU,
     # and its 500 pretraining updates cost as much CPU time as ~1,000 grounding updates, so it does
     # not shorten the workbook's time-to-accuracy: scratch stays the default, the stage an option. The frozen word-embedding
     # table (30522 x 384) saves ~20% of the step and cannot overfit the small synthetic vocabulary.
