@@ -25,6 +25,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from _train_helpers import DETERMINISTIC, REPO, TINY_MODEL, cli_args, env
@@ -125,3 +126,8 @@ def test_two_nodes_make_the_updates_of_one_node(tiny_data, tmp_path):
     losses = _losses(one)
     assert [r["step"] for r in losses] == list(range(1, UPDATES + 1))
     assert _losses(two) == losses  # the same loss terms at every update, to the last bit
+    from vglaw.models.checkpoint import read_checkpoint
+    (a, meta_a), (b, meta_b) = read_checkpoint(one / "last.ckpt"), read_checkpoint(two / "last.ckpt")
+    assert meta_a["update_step"] == meta_b["update_step"] == UPDATES and sorted(a) == sorted(b)
+    for name in a:  # every parameter and AdamW moment
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
