@@ -34,6 +34,8 @@ def env() -> dict:
     return e
 
 
-def run_cli(args: list[str], timeout: float = 300) -> subprocess.CompletedProcess:
+def run_cli(args: list[str], timeout: float = 1200) -> subprocess.CompletedProcess:
+    # timeout: a guard against a hung run, not a speed bar (a CPU shared with other jobs makes a run
+    # of seconds take minutes)
     return subprocess.run([sys.executable, "-m", "vglaw.train", *args], cwd=REPO, env=env(),
                           capture_output=True, text=True, timeout=timeout)

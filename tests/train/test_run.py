@@ -1,6 +1,7 @@
 """End to end through the CLI on a tiny synthetic set: every run-dir file, bit-exact resume after
-SIGKILL (during a val evaluation), refusal to clobber a run, non-finite loss handling, and
-2-worker msrun data parallel."""
+SIGKILL (during a val evaluation) with the killed run's bookkeeping (lock, "interrupted", refusal
+without --resume), refusal to clobber a run, non-finite loss handling, and 2-worker msrun data
+parallel."""
 
 from __future__ import annotations
 
@@ -37,9 +38,22 @@ def _train_state(path: Path) -> tuple[dict, dict]:
 
 
 @pytest.fixture(scope="module")
-def full_run(tiny_data, tmp_path_factory) -> Path:
+def run_data(tmp_path_factory) -> dict:
+    """{'data_root', 'cache_dir'} of a 24-image `shapes` set: 85 train expressions, so 10 updates
+    per epoch of batch 4 x 2 (the session's 40-image set has 16): every run here is shorter, and an
+    epoch still holds the stop at update 5 and the kill at the first evaluation (update 3)."""
+    from vglaw.data import generate_shapes, preprocess
+    root = tmp_path_factory.mktemp("run_data")
+    data_root, cache_dir = root / "data", root / "cache"
+    generate_shapes(data_root, dataset="shapes", n_images=24, min_size=64, max_size=96, seed=1)
+    preprocess(data_root, "shapes", "unc", cache_dir)
+    return {"data_root": str(data_root), "cache_dir": str(cache_dir)}
+
+
+@pytest.fixture(scope="module")
+def full_run(run_data, tmp_path_factory) -> Path:
     runs = tmp_path_factory.mktemp("runs")
-    r = run_cli(cli_args(tiny_data, runs, "full", *EXACT))
+    r = run_cli(cli_args(run_data, runs, "full", *EXACT))
     assert r.returncode == 0, r.stderr[-4000:]
     return runs / "full"
 
@@ -101,32 +115,48 @@ def test_run_dir_files_are_complete_and_valid(full_run):
     assert model.config.law_type == "svd"
 
 
-def test_existing_run_is_not_clobbered(full_run, tiny_data):
-    r = run_cli(cli_args(tiny_data, full_run.parent, "full"), timeout=120)
+def test_existing_run_is_not_clobbered(full_run, run_data):
+    r = run_cli(cli_args(run_data, full_run.parent, "full"), timeout=120)
     assert r.returncode == 2
     assert "already holds a run (state finished)" in r.stderr and "--resume" in r.stderr
 
 
-def test_resume_after_sigkill_matches_uninterrupted_run(full_run, tiny_data, tmp_path):
-    args = cli_args(tiny_data, tmp_path, "killed", *EXACT)
+def test_resume_after_sigkill_matches_uninterrupted_run(full_run, run_data, tmp_path):
+    """Also the bookkeeping of a killed run (issue 9): the live writer is named by its lock; once
+    killed the run reads "interrupted", a restart without --resume is refused (and records that
+    state), and --resume finishes it."""
+    from vglaw.train.state import lock_holder, read_status
+    args = cli_args(run_data, tmp_path, "killed", *EXACT)
     proc = subprocess.Popen([sys.executable, "-m", "vglaw.train", *args], cwd=REPO, env=env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    last = tmp_path / "killed" / "last.ckpt"
-    log = tmp_path / "killed" / "train_log.jsonl"
-    deadline = time.time() + 240
+    run = tmp_path / "killed"
+    last = run / "last.ckpt"
+    log = run / "train_log.jsonl"
+    deadline = time.time() + 1200  # a guard against a hung run (a shared CPU makes it slow)
+    while not last.is_file() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run ended before its first checkpoint: " + proc.stderr.read()[-3000:]
+    assert lock_holder(run)["pid"] == proc.pid  # the live writer is named
+    assert read_status(run)["state"] == "running"
     # killed as the first val row lands, before the checkpoint that clears the pending evaluation
     while not (log.exists() and '"eval"' in log.read_text()) and proc.poll() is None and time.time() < deadline:
         time.sleep(0.02)
-    assert proc.poll() is None, "the run ended before its first checkpoint: " + proc.stderr.read()[-3000:]
+    assert proc.poll() is None, "the run ended before its first evaluation: " + proc.stderr.read()[-3000:]
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
     proc.stderr.close()
     assert proc.returncode == -signal.SIGKILL
-    status = json.loads((tmp_path / "killed" / "status.json").read_text())
-    assert status["state"] == "running"
+    status = json.loads((run / "status.json").read_text())
+    assert status["state"] == "running"  # the file as the kill left it
+    st = read_status(run)
+    assert st["state"] == "interrupted" and st["stale_pid"] == proc.pid
+    assert lock_holder(run) is None
     _, meta = _train_state(last)  # still readable
     killed_at = meta["update_step"]
 
+    r = run_cli(args, timeout=120)  # without --resume: refused, and the status is recorded
+    assert r.returncode == 2 and "(state interrupted)" in r.stderr and "--resume" in r.stderr
+    assert json.loads((run / "status.json").read_text())["state"] == "interrupted"
     r = run_cli(args + ["--resume"])
     assert r.returncode == 0, r.stderr[-4000:]
     assert f"resumed {last}" in r.stderr
@@ -153,12 +183,12 @@ def test_resume_after_sigkill_matches_uninterrupted_run(full_run, tiny_data, tmp
             == json.loads((full_run / "metrics.json").read_text()))
 
 
-def test_stop_after_n_updates_then_resume_matches_uninterrupted_run(full_run, tiny_data, tmp_path):
+def test_stop_after_n_updates_then_resume_matches_uninterrupted_run(full_run, run_data, tmp_path):
     """Stopped cleanly by --max_steps 5 (mid-epoch: update 5 of epoch 0), then resumed to the end: weights, AdamW moments, the update counter (hence the LR) and every
     logged training row (losses at each update: the data order; LRs) equal the uninterrupted run's.
     Evaluation rows differ (fewer evaluations here, one at the stop)."""
     # evaluations do not touch the training state: only the one at the stop and the final one here
-    args = cli_args(tiny_data, tmp_path, "stopped", *EXACT, "--log_freq", "1", "--eval_splits", "val",
+    args = cli_args(run_data, tmp_path, "stopped", *EXACT, "--log_freq", "1", "--eval_splits", "val",
                     "--eval_every_steps", "0", "--eval_every", "0")
     r = run_cli(args + ["--max_steps", "5"])
     assert r.returncode == 0, r.stderr[-4000:]
@@ -188,10 +218,10 @@ def test_stop_after_n_updates_then_resume_matches_uninterrupted_run(full_run, ti
         prev = step
 
 
-def test_non_finite_loss_stops_with_status_failed(tiny_data, tmp_path):
+def test_non_finite_loss_stops_with_status_failed(run_data, tmp_path):
     huge = ["--lr_lang", "1e30", "--lr_visual", "1e30", "--lr_base", "1e30", "--warmup_steps", "0",
             "--ckpt_every", "1", "--clip_norm", "0"]
-    r = run_cli(cli_args(tiny_data, tmp_path, "nan") + huge)
+    r = run_cli(cli_args(run_data, tmp_path, "nan") + huge)
     assert r.returncode == 1, r.stderr[-3000:]
     assert "non-finite training loss" in r.stderr
     status = json.loads((tmp_path / "nan" / "status.json").read_text())
@@ -209,12 +239,12 @@ def _free_port() -> int:
 
 
 @pytest.mark.skipif(os.environ.get("VGLAW_SKIP_MSRUN") == "1", reason="VGLAW_SKIP_MSRUN=1")
-def test_msrun_two_workers_data_parallel(tiny_data, tmp_path):
+def test_msrun_two_workers_data_parallel(run_data, tmp_path):
     msrun = Path(sys.executable).parent / "msrun"
     if not msrun.exists() and shutil.which("msrun") is None:
         pytest.skip("msrun not installed (set VGLAW_SKIP_MSRUN=1 to skip explicitly)")
     logs = tmp_path / "msrun_logs"
-    args = cli_args(tiny_data, tmp_path, "ddp", "--max_epochs", "1", "--eval_every", "0")
+    args = cli_args(run_data, tmp_path, "ddp", "--max_epochs", "1", "--eval_every", "0")
     cmd = [str(msrun) if msrun.exists() else "msrun", "--worker_num=2", "--local_worker_num=2",
            f"--master_port={_free_port()}", "--join=True", f"--log_dir={logs}",
            "python", "-m", "vglaw.train", *args]
