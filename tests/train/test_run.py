@@ -248,7 +248,7 @@ def test_msrun_two_workers_data_parallel(run_data, tmp_path):
     cmd = [str(msrun) if msrun.exists() else "msrun", "--worker_num=2", "--local_worker_num=2",
            f"--master_port={_free_port()}", "--join=True", f"--log_dir={logs}",
            "python", "-m", "vglaw.train", *args]
-    r = subprocess.run(cmd, cwd=REPO, env=env(), capture_output=True, text=True, timeout=400)
+    r = subprocess.run(cmd, cwd=REPO, env=env(), capture_output=True, text=True, timeout=1200)  # a hang guard
     worker_logs = {p.name: p.read_text(errors="replace") for p in logs.glob("worker_*.log")}
     assert r.returncode == 0, r.stderr[-2000:] + "".join(v[-2000:] for v in worker_logs.values())
     run = tmp_path / "ddp"
