@@ -9,6 +9,11 @@ environment (put the venv's bin first on PATH). `init_distributed` then calls
 DATA_PARALLEL with gradients_mean; the train step averages gradients with
 `nn.DistributedGradReducer`. The seed's `mpirun -n N python src/train.py ...` launch (OpenMPI)
 is for GPU/Ascend builds; on CPU `mpirun` fails here, use msrun.
+
+Several machines: the same msrun line on each, with the total --worker_num, that node's
+--local_worker_num and --node_rank, and --master_addr = node 0 (which runs the scheduler); rank =
+node_rank * local_worker_num + local rank, so nothing here changes (README "More than one machine";
+tests/train/test_multinode.py checks two nodes make the updates of one).
 """
 
 from __future__ import annotations
