@@ -106,8 +106,9 @@ def _world(run: Path) -> int:
 def test_two_nodes_make_the_updates_of_one_node(tiny_data, tmp_path):
     msrun = [str(MSRUN) if MSRUN.exists() else "msrun"]
     one_logs, n0_logs, n1_logs = tmp_path / "one_logs", tmp_path / "n0_logs", tmp_path / "n1_logs"
-    one_port, two_port = _free_port(), _free_port()
-    # both launches at once: their workers mostly wait on each other's all-reduce
+    one_port = _free_port()
+    two_port = next(p for p in iter(_free_port, None) if p != one_port)
+    # both launches at once: each process is mostly imports and one compile, which overlap
     procs = [_launch(msrun, local=2, node_rank=None, port=one_port, logs=one_logs,
                      args=_train_args(tiny_data, tmp_path / "one")),
              _launch(msrun, local=1, node_rank=0, port=two_port, logs=n0_logs,
