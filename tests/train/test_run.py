@@ -239,12 +239,12 @@ def _free_port() -> int:
 
 
 @pytest.mark.skipif(os.environ.get("VGLAW_SKIP_MSRUN") == "1", reason="VGLAW_SKIP_MSRUN=1")
-def test_msrun_two_workers_data_parallel(run_data, tmp_path):
+def test_msrun_two_workers_data_parallel(tiny_data, tmp_path):
     msrun = Path(sys.executable).parent / "msrun"
     if not msrun.exists() and shutil.which("msrun") is None:
         pytest.skip("msrun not installed (set VGLAW_SKIP_MSRUN=1 to skip explicitly)")
     logs = tmp_path / "msrun_logs"
-    args = cli_args(run_data, tmp_path, "ddp", "--max_epochs", "1", "--eval_every", "0")
+    args = cli_args(tiny_data, tmp_path, "ddp", "--max_epochs", "1", "--eval_every", "0")  # the session set, as before
     cmd = [str(msrun) if msrun.exists() else "msrun", "--worker_num=2", "--local_worker_num=2",
            f"--master_port={_free_port()}", "--join=True", f"--log_dir={logs}",
            "python", "-m", "vglaw.train", *args]
