@@ -59,7 +59,7 @@ n_show = 8  # predictions drawn at the end
 smoke = False  # seconds-long run: 40 small synthetic images, a few optimiser steps
 
 # %%
-from vglaw.notebook import resolve_parameters
+from vglaw.workbook.params import resolve_parameters
 
 P = resolve_parameters(globals())
 
@@ -74,11 +74,11 @@ import pandas as pd
 from IPython.display import display
 
 from vglaw.data import RefDataset
-from vglaw.paths import default_cache_dir, default_data_root, default_runs_dir, repo_root, reports_dir, resolve_path
-from vglaw.runs import train_or_reuse
+from vglaw.utils.paths import default_cache_dir, default_data_root, default_runs_dir, repo_root, reports_dir, resolve_path
+from vglaw.workbook.runs import train_or_reuse
 from vglaw.train import TrainConfig, resolve_config
-from vglaw.visualize import draw_panels
-from vglaw.errors import install_notebook_handler
+from vglaw.eval.visualize import draw_panels
+from vglaw.utils.errors import install_notebook_handler
 
 install_notebook_handler()  # known errors (bad settings, missing files, a held run) show as one line
 

@@ -56,7 +56,7 @@ n_boot = 2000  # bootstrap resamples (seeds, then sentences) behind every 95% CI
 smoke = False  # seconds-long runs on 40 small synthetic images
 
 # %%
-from vglaw.notebook import resolve_parameters
+from vglaw.workbook.params import resolve_parameters
 
 P = resolve_parameters(globals())
 
@@ -67,11 +67,11 @@ import logging
 import matplotlib.pyplot as plt
 from IPython.display import Image, Markdown, display
 
-from vglaw.ablation import ablation_stats, grid_label, reading, run_ablation
-from vglaw.paths import default_cache_dir, default_data_root, default_runs_dir, repo_root, reports_dir, resolve_path
-from vglaw.reports import plot_ablation, write_ablation_table
+from vglaw.workbook.ablation import ablation_stats, grid_label, reading, run_ablation
+from vglaw.utils.paths import default_cache_dir, default_data_root, default_runs_dir, repo_root, reports_dir, resolve_path
+from vglaw.workbook.reports import plot_ablation, write_ablation_table
 from vglaw.train import TrainConfig, resolve_config
-from vglaw.errors import install_notebook_handler
+from vglaw.utils.errors import install_notebook_handler
 
 install_notebook_handler()  # known errors (bad settings, missing files, a held run) show as one line
 

@@ -32,7 +32,7 @@ experiment_prefix = ""  # only runs whose name starts with this; empty: all
 smoke = False  # no-op here (scanning is fast); kept so every notebook takes smoke
 
 # %%
-from vglaw.notebook import resolve_parameters
+from vglaw.workbook.params import resolve_parameters
 
 P = resolve_parameters(globals())
 
@@ -40,8 +40,8 @@ P = resolve_parameters(globals())
 import pandas as pd
 from IPython.display import Markdown, display
 
-from vglaw.paths import default_runs_dir, reports_dir, resolve_path
-from vglaw.reports import rec_table, res_table, scan_runs, write_table
+from vglaw.utils.paths import default_runs_dir, reports_dir, resolve_path
+from vglaw.workbook.reports import rec_table, res_table, scan_runs, write_table
 
 runs = resolve_path(P.runs_dir, default_runs_dir())
 tables_dir = resolve_path(P.report_dir, reports_dir()) / "tables"

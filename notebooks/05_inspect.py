@@ -15,7 +15,7 @@
 # # 05 · Inspect: grounding any expression, successes and failures, and what LAW does
 #
 # Loads a trained run's `best.ckpt`, grounds expressions of your choice in any image
-# (`vglaw.predict`), shows the best and worst predictions of the run on val, and looks inside the
+# (`vglaw.eval.predict`), shows the best and worst predictions of the run on val, and looks inside the
 # language-adaptive weights: how strongly each block's qkv weight changes with the expression, and
 # how different expressions generate different weights.
 
@@ -30,7 +30,7 @@ panel = True  # JupyterLab: an interactive panel to ground your own expressions 
 smoke = False  # inspect the smoke run of 02_train instead (under .cache/smoke/runs)
 
 # %%
-from vglaw.notebook import resolve_parameters
+from vglaw.workbook.params import resolve_parameters
 
 P = resolve_parameters(globals())
 
@@ -44,12 +44,12 @@ from IPython.display import display
 
 from vglaw.data import RefDataset
 from vglaw.data.tokenizer import load_tokenizer
-from vglaw.evaluate import load_model_from_checkpoint
-from vglaw.lab import compare, grounding_panel
-from vglaw.law_analysis import generated_weights, pairwise_distance, relative_update
-from vglaw.paths import default_runs_dir, repo_root, reports_dir, resolve_path
-from vglaw.predict import overlay, predict
-from vglaw.visualize import draw_panels
+from vglaw.eval.evaluate import load_model_from_checkpoint
+from vglaw.workbook.lab import compare, grounding_panel
+from vglaw.workbook.law_analysis import generated_weights, pairwise_distance, relative_update
+from vglaw.utils.paths import default_runs_dir, repo_root, reports_dir, resolve_path
+from vglaw.eval.predict import overlay, predict
+from vglaw.eval.visualize import draw_panels
 
 runs = resolve_path(P.save_ckpt_dir, repo_root() / ".cache" / "smoke" / "runs" if P.smoke else default_runs_dir())
 run_dir = runs / P.run_name

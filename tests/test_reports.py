@@ -5,8 +5,8 @@ import json
 import pandas as pd
 import pytest
 
-from vglaw.paper import paper_number
-from vglaw.reports import ablation_summary, rec_table, res_table, scan_runs, to_markdown, write_table
+from vglaw.workbook.paper import paper_number
+from vglaw.workbook.reports import ablation_summary, rec_table, res_table, scan_runs, to_markdown, write_table
 
 
 def _metrics(p5, miou):

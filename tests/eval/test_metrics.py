@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from vglaw.metrics import (GroundingMeter, box_ious, canvas_inter_union, mask_inter_union,
+from vglaw.eval.metrics import (GroundingMeter, box_ious, canvas_inter_union, mask_inter_union,
                            precision_at, safe_iou)
 
 

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from vglaw.paths import repo_root
+from vglaw.utils.paths import repo_root
 
 NOTEBOOK = repo_root() / "notebooks" / "01_preprocess.ipynb"
 

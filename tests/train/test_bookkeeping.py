@@ -139,7 +139,7 @@ def test_mistyped_data_root_of_the_synthetic_set_is_refused(tmp_path):
 REUSE = """
 import json, logging, sys
 logging.basicConfig(level=logging.INFO)
-from vglaw.runs import train_or_reuse
+from vglaw.workbook.runs import train_or_reuse
 from vglaw.train import TrainConfig
 print("RUN_DIR", train_or_reuse(TrainConfig(**json.loads(sys.argv[1]))))
 """

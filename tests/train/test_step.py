@@ -13,7 +13,7 @@ from vglaw.train.step import NonFiniteLossError, TrainStep
 
 def _setup(accum: int, use_jit: bool, clip: float = 0.0, eps: float = 1e-8, lr: float = 1e-3):
     from vglaw import build_model
-    from vglaw.losses import GroundingLoss
+    from vglaw.models.losses import GroundingLoss
     ms.set_context(mode=ms.PYNATIVE_MODE)
     ms.set_seed(0)
     over = {k: tuple(v) if isinstance(v, list) else v for k, v in TINY_MODEL.items()}
@@ -116,5 +116,5 @@ def test_clip_norm_scales_the_gradient_to_the_clip():
 
 
 def _loss_fn(model):
-    from vglaw.losses import GroundingLoss
+    from vglaw.models.losses import GroundingLoss
     return GroundingLoss.from_config(model.config)

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from vglaw.io import file_sha256
+from vglaw.utils.io import file_sha256
 from vglaw.data.refer import (DATASETS, README_HINT, check_names, dataset_paths, decode_rle,
                               read_refer, split_matches)
 

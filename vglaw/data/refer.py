@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from vglaw.pickle_safe import safe_load
+from vglaw.utils.pickle_safe import safe_load
 
 __all__ = ["DATASETS", "IMAGE_DIRS", "DataNotFoundError", "check_names", "allowed_splits",
            "split_matches", "dataset_paths", "read_refer", "to_rle", "decode_rle", "ReferSample",

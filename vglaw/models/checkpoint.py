@@ -28,7 +28,7 @@ log = logging.getLogger("vglaw")
 
 META_KEY = "__vglaw_meta__"
 # Tensors a checkpoint carries for another codebase but that are no model parameter (the authors'
-# unused BERT pooler, kept so `vglaw.convert` round trips are the identity): never loaded, never unexpected.
+# unused BERT pooler, kept so `vglaw.models.convert` round trips are the identity): never loaded, never unexpected.
 CARRIED_PREFIX = "__carried__."
 # Config fields that change training, not the parameters or the forward pass in eval: a
 # checkpoint that differs only in these loads (with a warning), e.g. fine-tuning with other loss weights.
@@ -82,7 +82,7 @@ def _fsync_path(path: Path, directory: bool = False) -> None:
 def save_checkpoint(path: str | Path, params: dict, meta: dict | None = None, *, store_meta: bool = True) -> Path:
     """Write `params` ({name: Tensor | Parameter | ndarray}) and JSON-able `meta` to `path`, atomically.
 
-    store_meta=False writes the tensors only (a file for another codebase, e.g. `vglaw.convert`)."""
+    store_meta=False writes the tensors only (a file for another codebase, e.g. `vglaw.models.convert`)."""
     from mindspore import Tensor
     path = Path(path)
     if META_KEY in params:

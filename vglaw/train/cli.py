@@ -104,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Exit codes: 0 done, 2 a user error (one line on stderr: bad flag or value, missing or refused
     file, run directory held by another process or by a finished run, refused resume, changed data),
     1 a runtime failure (non-finite loss, anything unexpected). --debug / VGLAW_DEBUG=1: traceback."""
-    from vglaw.errors import run_main
+    from vglaw.utils.errors import run_main
     parser = build_parser()
     debug = parser.parse_known_args(argv)[0].debug
     cfg = parse_config(argv, parser)

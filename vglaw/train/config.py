@@ -26,10 +26,10 @@ LR_SCHEDULERS = ("step", "cosine")
 MODES = ("GRAPH", "PYNATIVE")
 DEVICE_TARGETS = ("CPU", "GPU", "Ascend")
 # vitdet_b_mrcnn: initialise the backbone from detectron2's ViTDet-B Mask R-CNN .pkl (--vit_model_path);
-# vitdet_b_ms: the same backbone as the authors' release ships it (ms_model_final_61ccd1.ckpt, vglaw.convert);
+# vitdet_b_ms: the same backbone as the authors' release ships it (ms_model_final_61ccd1.ckpt, vglaw.models.convert);
 # scratch: random init.
 # shapes_pretrained: the tiny backbone pretrained on the synthetic set's train-split instances
-# (vglaw.pretrain, DESIGN §4.2b), from --vit_model_path or built once and reused.
+# (vglaw.train.pretrain, DESIGN §4.2b), from --vit_model_path or built once and reused.
 VIT_MODELS = ("vitdet_b_mrcnn", "vitdet_b_ms", "shapes_pretrained", "scratch")
 
 
@@ -45,7 +45,7 @@ MASK_METRICS = ("miou", "oiou", "box_miou+miou")  # need use_mask (a trained RES
 
 
 def selection_value(metrics: dict, select_metric: str) -> float:
-    """The number `select_metric` names in `metrics` (vglaw.evaluate's fractions); higher is better."""
+    """The number `select_metric` names in `metrics` (vglaw.eval.evaluate's fractions); higher is better."""
     if select_metric not in SELECT_METRICS:
         raise ConfigError(f"select_metric {select_metric!r} is not allowed; expected one of {list(SELECT_METRICS)}")
     parts = select_metric.split("+")

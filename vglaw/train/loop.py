@@ -3,7 +3,7 @@
 What the seed's `src/train.py` did wrong and this loop does instead: `--law_type` reaches the
 model; the LR schedule is the optimiser's (`vglaw.train.schedule`); best.ckpt is chosen on a
 **val** metric, `select_metric` (the seed used testB/test prec@0.5); masks are scored at the
-original resolution by `vglaw.evaluate`; the step is compiled (`mindspore.jit`); a run resumes.
+original resolution by `vglaw.eval.evaluate`; the step is compiled (`mindspore.jit`); a run resumes.
 
 Val evaluations (each epoch, every `eval_every_steps` updates, at the end) log a train_log.jsonl
 row with `eval: "val"`, the metrics and two clocks: `time`, seconds of the run so far, and
@@ -93,7 +93,7 @@ def prepare_cache(cfg: TrainConfig) -> Path:
     Refuses (DataChangedError) a cache whose source files changed since it was built, unless this
     call generated them, and (ImageCheckError) one whose image scan found bad files.
     """
-    from vglaw import paths
+    from vglaw.utils import paths
     from vglaw.data import preprocess
     from vglaw.data.cache import ImageCheckError, read_manifest
     data_root = Path(cfg.data_root) if cfg.data_root else paths.default_data_root()
@@ -120,7 +120,7 @@ def prepare_cache(cfg: TrainConfig) -> Path:
 
 def _prepare_data(cfg: TrainConfig, rank: int):
     """The cache (rank 0 builds it), then {split: RefDataset} of train, val and the eval splits."""
-    from vglaw import paths
+    from vglaw.utils import paths
     from vglaw.data import RefDataset
     from vglaw.train.distributed import barrier
     cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else paths.default_cache_dir()
@@ -143,7 +143,7 @@ def _init_weights(model, cfg: TrainConfig) -> dict:
         hf_dir = cfg.text_encoder_path
         if hf_dir is None:
             if model.config.text_hidden == 384:  # all-MiniLM-L6-v2 geometry (the installed default)
-                from vglaw.paths import default_text_encoder_dir
+                from vglaw.utils.paths import default_text_encoder_dir
                 hf_dir = default_text_encoder_dir()
             else:
                 log.warning("no --text_encoder_path for a %d-wide BERT: text encoder starts from "
@@ -155,7 +155,7 @@ def _init_weights(model, cfg: TrainConfig) -> dict:
         load_vitdet(model, cfg.vit_model_path)
         loaded["backbone"] = str(cfg.vit_model_path)
     elif cfg.vit_model == "vitdet_b_ms":
-        from vglaw.convert import load_official_backbone
+        from vglaw.models.convert import load_official_backbone
         load_official_backbone(model, cfg.vit_model_path)
         loaded["backbone"] = str(cfg.vit_model_path)
     elif cfg.vit_model == "shapes_pretrained":
@@ -165,9 +165,9 @@ def _init_weights(model, cfg: TrainConfig) -> dict:
 
 def _pretrained_backbone(model, cfg: TrainConfig) -> dict:
     """--vit_model shapes_pretrained: the backbone pretrained on the train-split instances
-    (vglaw.pretrain), from --vit_model_path or built once and reused under <runs>/pretrain/."""
-    from vglaw import paths
-    from vglaw.pretrain import PretrainConfig, backbone_config, ensure_pretrained, load_pretrained_backbone
+    (vglaw.train.pretrain), from --vit_model_path or built once and reused under <runs>/pretrain/."""
+    from vglaw.utils import paths
+    from vglaw.train.pretrain import PretrainConfig, backbone_config, ensure_pretrained, load_pretrained_backbone
     from vglaw.train.distributed import barrier, launched_by_msrun
     path = cfg.vit_model_path
     if not path:
@@ -214,7 +214,7 @@ def _check_paths(cfg: TrainConfig) -> None:
 
 
 def _evaluate(model, ds, tokenizer, cfg, use_jit: bool, forward=None):
-    from vglaw.evaluate import evaluate_split
+    from vglaw.eval.evaluate import evaluate_split
     return evaluate_split(model, ds, tokenizer, img_size=cfg.img_size, max_len=cfg.max_len,
                           batch_size=cfg.eval_batch_size, mask_threshold=cfg.mask_threshold,
                           with_masks=cfg.use_mask, progress=False, use_jit=use_jit, forward=forward)
@@ -284,7 +284,7 @@ def run_training(cfg: TrainConfig) -> Path:
     cfg = resolve_config(cfg)
     _check_paths(cfg)
     import mindspore as ms
-    from vglaw import paths
+    from vglaw.utils import paths
     from vglaw.train.distributed import init_distributed
 
     if cfg.device_target:
@@ -339,7 +339,7 @@ def _train(cfg: TrainConfig, run: RunDir, rank: int, world: int, use_jit: bool, 
     import mindspore as ms
     from vglaw.data.pipeline import RefBatches
     from vglaw.data.tokenizer import load_tokenizer
-    from vglaw.losses import GroundingLoss
+    from vglaw.models.losses import GroundingLoss
     from vglaw.models import VGLAW
     from vglaw.models.checkpoint import load_model, save_model
     from vglaw.train.distributed import barrier
@@ -574,7 +574,7 @@ def _train(cfg: TrainConfig, run: RunDir, rank: int, world: int, use_jit: bool, 
         if run.best.is_file():
             load_model(model, run.best, strict=True)
         metrics_all = {}
-        from vglaw.evaluate import make_forward
+        from vglaw.eval.evaluate import make_forward
         fwd = make_forward(model, use_jit=use_jit)
         for split in cfg.eval_splits:
             metrics, preds = _evaluate(model, data[split], tokenizer, cfg, use_jit, forward=fwd)

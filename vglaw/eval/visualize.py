@@ -67,7 +67,7 @@ def draw_sample(axes, image, sample: dict, pred: dict | None) -> None:
         pred: prediction record (pred_box x, y, w, h original px; optional pred_mask RLE, box_iou,
             mask_inter/mask_union) or None.
     """
-    from vglaw.io import rle_to_mask
+    from vglaw.utils.io import rle_to_mask
 
     axes = list(np.atleast_1d(axes))
     pmask = rle_to_mask(pred["pred_mask"]) if pred is not None and pred.get("pred_mask") else None
@@ -165,11 +165,11 @@ def pick_indices(n_total: int, *, indices: str | None = None, num: int | None = 
 
 
 def predict_records(model, tokenizer, ref_ds, indices: Sequence[int], *, threshold: float = 0.5) -> list[dict]:
-    """Run `vglaw.predict.predict` on chosen samples -> records shaped like `evaluate_split`'s."""
-    from vglaw.evaluate import make_forward
-    from vglaw.io import mask_to_rle
-    from vglaw.metrics import box_ious, mask_inter_union
-    from vglaw.predict import predict
+    """Run `vglaw.eval.predict.predict` on chosen samples -> records shaped like `evaluate_split`'s."""
+    from vglaw.eval.evaluate import make_forward
+    from vglaw.utils.io import mask_to_rle
+    from vglaw.eval.metrics import box_ious, mask_inter_union
+    from vglaw.eval.predict import predict
 
     fwd = make_forward(model, use_jit=len(indices) > 16)  # compiling pays off for many samples only
     out = []
@@ -184,14 +184,14 @@ def predict_records(model, tokenizer, ref_ds, indices: Sequence[int], *, thresho
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from vglaw.evaluate import DATASETS, SPLIT_BYS, SPLITS, add_device_args
+    from vglaw.eval.evaluate import DATASETS, SPLIT_BYS, SPLITS, add_device_args
 
     p = argparse.ArgumentParser(prog="python -m vglaw.visualize", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--checkpoint", type=Path, default=None,
                    help="model to run on the chosen samples (or give --predictions)")
     p.add_argument("--predictions", type=Path, default=None,
-                   help="predictions_<split>.json from vglaw.evaluate (no model run)")
+                   help="predictions_<split>.json from vglaw.eval.evaluate (no model run)")
     p.add_argument("--dataset", required=True, choices=DATASETS)
     p.add_argument("--split_by", required=True, choices=SPLIT_BYS)
     p.add_argument("--split", default="val", choices=SPLITS)
@@ -212,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Exit codes: 0 done, 2 a user error (one line on stderr), 1 a runtime failure; --debug or
     VGLAW_DEBUG=1 prints the traceback."""
-    from vglaw.errors import UsageExit, run_main
+    from vglaw.utils.errors import UsageExit, run_main
     parser = build_parser()
     args = parser.parse_args(argv)
     prog = parser.prog
@@ -229,8 +229,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _visualize_cli(args, prog: str) -> int:
-    from vglaw.errors import UsageExit
-    from vglaw.evaluate import open_split, setup_mindspore
+    from vglaw.utils.errors import UsageExit
+    from vglaw.eval.evaluate import open_split, setup_mindspore
 
     try:
         ref_ds = open_split(args.dataset, args.split_by, args.split, args.data_root, args.cache_dir)
@@ -238,12 +238,12 @@ def _visualize_cli(args, prog: str) -> int:
     except (FileNotFoundError, KeyError, ValueError) as err:
         raise UsageExit(prog, str(err)) from err
     if args.predictions is not None:
-        from vglaw.io import read_json
+        from vglaw.utils.io import read_json
 
         preds = read_json(args.predictions)
     else:
         from vglaw.data.tokenizer import load_tokenizer
-        from vglaw.evaluate import load_model_from_checkpoint
+        from vglaw.eval.evaluate import load_model_from_checkpoint
 
         setup_mindspore(args.device_target, args.mode_name)
         model = load_model_from_checkpoint(args.checkpoint)

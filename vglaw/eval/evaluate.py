@@ -4,7 +4,7 @@ Every batch runs through one compiled forward (`mindspore.jit`) of a fixed batch
 partial batch is padded by repeating its last row and the padded results are dropped, so the graph
 is compiled once. Per expression, the predicted box (cx, cy, w, h normalised to the S x S canvas)
 is mapped to (x, y, w, h) ORIGINAL pixels and the mask probability to the ORIGINAL resolution
-through the sample's `Letterbox`; metrics come from `vglaw.metrics`.
+through the sample's `Letterbox`; metrics come from `vglaw.eval.metrics`.
 
     python -m vglaw.evaluate --checkpoint runs/x/best.ckpt --dataset shapes --split_by unc --split val
 """
@@ -20,8 +20,8 @@ from typing import Callable, Sequence
 import numpy as np
 
 from vglaw.data.refer import DATASETS as _DATA_TABLE
-from vglaw.io import mask_to_rle, read_json, write_json_atomic
-from vglaw.metrics import (CANVAS_THRESHOLD, DEFAULT_THRESHOLDS, GroundingMeter, binarize,
+from vglaw.utils.io import mask_to_rle, read_json, write_json_atomic
+from vglaw.eval.metrics import (CANVAS_THRESHOLD, DEFAULT_THRESHOLDS, GroundingMeter, binarize,
                            box_ious, canvas_inter_union, mask_inter_union, prec_key)
 
 __all__ = ["evaluate_split", "make_forward", "load_model_from_checkpoint", "format_table",
@@ -218,8 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", required=True, choices=DATASETS)
     p.add_argument("--split_by", required=True, choices=SPLIT_BYS)
     p.add_argument("--split", default="val", choices=SPLITS)
-    p.add_argument("--data_root", type=Path, default=None, help="default: vglaw.paths.default_data_root()")
-    p.add_argument("--cache_dir", type=Path, default=None, help="default: vglaw.paths.default_cache_dir()")
+    p.add_argument("--data_root", type=Path, default=None, help="default: vglaw.utils.paths.default_data_root()")
+    p.add_argument("--cache_dir", type=Path, default=None, help="default: vglaw.utils.paths.default_cache_dir()")
     p.add_argument("--out_dir", type=Path, default=None,
                    help="default: <checkpoint dir>/eval_<ckpt stem>/<dataset>(<split_by>)")
     p.add_argument("--batch_size", type=int, default=8)
@@ -255,7 +255,7 @@ def setup_mindspore(device_target: str, mode_name: str) -> None:
 
 def open_split(dataset: str, split_by: str, split: str, data_root=None, cache_dir=None):
     """RefDataset of a split; preprocesses `data_root` into `cache_dir` first if not cached yet."""
-    from vglaw import paths
+    from vglaw.utils import paths
     from vglaw.data import RefDataset, cache_folder, check_names, read_manifest
 
     check_names(dataset, split_by, split)
@@ -273,7 +273,7 @@ def open_split(dataset: str, split_by: str, split: str, data_root=None, cache_di
 def main(argv: Sequence[str] | None = None) -> int:
     """Exit codes: 0 done, 2 a user error (one line on stderr), 1 a runtime failure; --debug or
     VGLAW_DEBUG=1 prints the traceback."""
-    from vglaw.errors import UsageExit, run_main
+    from vglaw.utils.errors import UsageExit, run_main
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -293,7 +293,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _evaluate_cli(args, prog: str) -> int:
-    from vglaw.errors import UsageExit
+    from vglaw.utils.errors import UsageExit
     setup_mindspore(args.device_target, args.mode_name)
     from vglaw.data.tokenizer import load_tokenizer
 
@@ -309,7 +309,7 @@ def _evaluate_cli(args, prog: str) -> int:
                                     canvas_threshold=args.canvas_threshold,
                                     with_masks=not args.no_masks, progress=not args.no_progress)
     out_dir = args.out_dir or _default_out_dir(args.checkpoint, args.dataset, args.split_by)
-    # Same shape as a run directory's metrics.json ({split: metrics}, see vglaw.reports), merged
+    # Same shape as a run directory's metrics.json ({split: metrics}, see vglaw.workbook.reports), merged
     # with splits evaluated earlier into the same folder.
     old = out_dir / "metrics.json"
     record = read_json(old) if old.is_file() else {}

@@ -14,7 +14,7 @@ import json
 import logging
 from pathlib import Path
 
-from vglaw.reports import load_run
+from vglaw.workbook.reports import load_run
 
 __all__ = ["train_or_reuse", "config_differences", "run_differences"]
 

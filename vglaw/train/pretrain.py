@@ -376,7 +376,7 @@ def load_pretrained_backbone(model, path: str | Path) -> dict:
     if meta.get("kind") != CKPT_KIND:
         raise PretrainedBackboneError(
             f"{path} is not a pretrained backbone (metadata kind {meta.get('kind')!r}, expected "
-            f"{CKPT_KIND!r}); write one with `python -m vglaw.pretrain`, or use --pretrained_path for "
+            f"{CKPT_KIND!r}); write one with `python -m vglaw.train.pretrain`, or use --pretrained_path for "
             "a full VG-LAW checkpoint")
     want = backbone_config(model.config)
     found = meta.get("backbone_config", {})
@@ -401,7 +401,7 @@ def load_pretrained_backbone(model, path: str | Path) -> dict:
 
 # ----------------------------------------------------------------------------- CLI
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m vglaw.pretrain",
+    p = argparse.ArgumentParser(prog="python -m vglaw.train.pretrain",
                                 description="Pretrain the tiny backbone on train-split instances.")
     defaults = PretrainConfig()
     for f in dataclasses.fields(PretrainConfig):
@@ -420,7 +420,7 @@ def main(argv=None) -> int:
     args = vars(p.parse_args(argv))
     debug = args.pop("debug")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from vglaw import paths
+    from vglaw.utils import paths
     from vglaw.data.refer import DATASETS
     if args["dataset"] not in DATASETS:
         p.error(f"--dataset {args['dataset']!r} is not allowed; expected one of {sorted(DATASETS)}")
@@ -430,14 +430,14 @@ def main(argv=None) -> int:
     mode = args.pop("mode_name")
     cfg = PretrainConfig(**args)
 
-    def body() -> int:  # known errors: one line, exit 2 (vglaw.errors)
+    def body() -> int:  # known errors: one line, exit 2 (vglaw.utils.errors)
         _prepare(cfg.dataset, cfg.split_by, data_root, cache_dir)
         import mindspore as ms
         ms.set_context(mode=ms.GRAPH_MODE if mode == "GRAPH" else ms.PYNATIVE_MODE)
         print(ensure_pretrained(cfg, data_root=data_root, cache_dir=cache_dir, runs_dir=runs_dir,
                                 use_jit=mode == "GRAPH"))
         return 0
-    from vglaw.errors import run_main
+    from vglaw.utils.errors import run_main
     return run_main(p.prog, body, debug)
 
 
