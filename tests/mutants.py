@@ -86,9 +86,9 @@ MUTANTS = [
     Mutant("mask_binarised_ge", "vglaw/eval/metrics.py",
            "return (np.asarray(prob) > threshold)", "return (np.asarray(prob) >= threshold)",
            EVAL_KNOWN, "a probability exactly at the threshold counts as foreground", audit=True),
-    Mutant("loss_l1_giou_swapped", "vglaw/train/config.py",
-           "loss_l1=cfg.bbox_loss_coef,\n                loss_giou=cfg.xiou_loss_coef",
-           "loss_l1=cfg.xiou_loss_coef,\n                loss_giou=cfg.bbox_loss_coef",
+    Mutant("loss_l1_giou_swapped", "vglaw/config.py",
+           '"loss_l1": "bbox_loss_coef", "loss_giou": "xiou_loss_coef"',
+           '"loss_l1": "xiou_loss_coef", "loss_giou": "bbox_loss_coef"',
            ROUTING, "--bbox_loss_coef weights GIoU and --xiou_loss_coef L1", audit=True),
     # --- more of the same kinds ---
     Mutant("eval_rows_from_the_padding_end", "vglaw/eval/evaluate.py",

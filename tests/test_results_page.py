@@ -14,7 +14,7 @@ from PIL import Image
 from vglaw.workbook.ablation import ablation_stats, reading
 from vglaw.workbook.reports import write_ablation_table
 from vglaw.workbook.results_page import (BrowserNotFound, find_browser, page_values, render_in_browser,
-                                write_results_page)
+                                         write_results_page)
 
 MAIN = "train-shapes-tiny-svd"
 

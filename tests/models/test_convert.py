@@ -18,7 +18,7 @@ from mindspore import Tensor
 
 from vglaw.config import AUTHORS_FIDELITY, make_model_config
 from vglaw.models.convert import (UNUSED_OFFICIAL, ConversionError, _our_shape, convert_official, convert_to_official,
-                           load_official_backbone, main, official_layout, official_shapes)
+                                  load_official_backbone, main, official_layout, official_shapes)
 from vglaw.models import build_model
 from vglaw.models.checkpoint import CARRIED_PREFIX, load_model, read_checkpoint, save_checkpoint, save_model
 

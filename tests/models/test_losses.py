@@ -14,7 +14,7 @@ from mindspore import Tensor  # noqa: E402
 
 from vglaw import boxes  # noqa: E402
 from vglaw.models.losses import (GroundingLoss, box_cxcywh_to_xyxy, box_giou, dice_loss, giou_loss,  # noqa: E402
-                          l1_loss, sigmoid_focal_loss)
+                                 l1_loss, sigmoid_focal_loss)
 
 
 @pytest.fixture(autouse=True)

@@ -16,7 +16,7 @@ from pycocotools import mask as mask_utils
 
 from vglaw.utils.pickle_safe import safe_load
 
-__all__ = ["DATASETS", "IMAGE_DIRS", "DataNotFoundError", "check_names", "allowed_splits",
+__all__ = ["DATASETS", "DEFAULT_SPLIT_BY", "SPLIT_BYS", "SPLITS", "IMAGE_DIRS", "DataNotFoundError", "check_names", "allowed_splits",
            "split_matches", "dataset_paths", "read_refer", "to_rle", "decode_rle", "ReferSample",
            "README_HINT"]
 
@@ -32,6 +32,12 @@ DATASETS: dict[str, dict[str, tuple[str, ...]]] = {
     "shapes": {"unc": ("train", "val", "testA", "testB")},
     "shapes_rle": {"berkeley": ("train", "val", "test")},
 }
+# Every split_by and split name of the table (CLI choices); which combinations exist: `check_names`.
+SPLIT_BYS = tuple(sorted({sb for by in DATASETS.values() for sb in by}))
+SPLITS = tuple(dict.fromkeys(s for by in DATASETS.values() for splits in by.values() for s in splits))
+# The split_by a dataset uses when none is given (the one its papers report).
+DEFAULT_SPLIT_BY = {"refcoco": "unc", "refcoco+": "unc", "refcocog": "umd", "refclef": "berkeley",
+                    "shapes": "unc", "shapes_rle": "berkeley"}
 # Image folder under data_root; instances.json `file_name` is relative to it.
 IMAGE_DIRS = {
     "refcoco": "images/mscoco/images/train2014", "refcoco+": "images/mscoco/images/train2014",

@@ -19,22 +19,15 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from vglaw.data.refer import DATASETS as _DATA_TABLE
+from vglaw.eval.cli import DATASETS, SPLIT_BYS, SPLITS, add_device_args, open_split, setup_mindspore
 from vglaw.utils.io import mask_to_rle, read_json, write_json_atomic
 from vglaw.eval.metrics import (CANVAS_THRESHOLD, DEFAULT_THRESHOLDS, GroundingMeter, binarize,
-                           box_ious, canvas_inter_union, mask_inter_union, prec_key)
+                                box_ious, canvas_inter_union, mask_inter_union, prec_key)
 
 __all__ = ["evaluate_split", "make_forward", "load_model_from_checkpoint", "format_table",
-           "sigmoid", "main", "DATASETS", "SPLITS", "DEVICE_TARGETS", "MODES"]
+           "sigmoid", "build_parser", "main"]
 
 log = logging.getLogger("vglaw")
-
-# CLI choices, from the data layer's table (no MindSpore import); combinations are checked there.
-DATASETS = tuple(_DATA_TABLE)
-SPLIT_BYS = tuple(sorted({sb for d in _DATA_TABLE.values() for sb in d}))
-SPLITS = ("train", "val", "test", "testA", "testB", "testC")
-DEVICE_TARGETS = ("CPU", "GPU", "Ascend")
-MODES = ("GRAPH", "PYNATIVE")
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
@@ -232,44 +225,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def add_device_args(p: argparse.ArgumentParser, mode_help: str | None = None) -> None:
-    """`--device_target` and `--mode_name` (shared by the eval/predict/visualize CLIs), for `setup_mindspore`."""
-    p.add_argument("--device_target", default="CPU", choices=DEVICE_TARGETS)
-    p.add_argument("--mode_name", default="PYNATIVE", choices=MODES, help=mode_help)
-
-
-def setup_mindspore(device_target: str, mode_name: str) -> None:
-    """`mindspore.set_device` + execution mode (shared by the eval/predict/visualize CLIs)."""
-    import mindspore
-
-    before = mindspore.get_context("device_target")
-    try:
-        mindspore.set_device(device_target)
-    except RuntimeError:
-        # The runtime already runs in this process (kernels executed before, e.g. in a notebook or a
-        # test session that ran models first): fine when it is on the requested device.
-        if before != device_target:
-            raise
-    mindspore.set_context(mode=mindspore.GRAPH_MODE if mode_name == "GRAPH" else mindspore.PYNATIVE_MODE)
-
-
-def open_split(dataset: str, split_by: str, split: str, data_root=None, cache_dir=None):
-    """RefDataset of a split; preprocesses `data_root` into `cache_dir` first if not cached yet."""
-    from vglaw.utils import paths
-    from vglaw.data import RefDataset, cache_folder, check_names, read_manifest
-
-    check_names(dataset, split_by, split)
-    data_root = Path(data_root) if data_root is not None else paths.default_data_root()
-    cache_dir = Path(cache_dir) if cache_dir is not None else paths.default_cache_dir()
-    if read_manifest(cache_folder(cache_dir, dataset, split_by)) is None:
-        if not data_root.is_dir():
-            raise FileNotFoundError(f"no cache for {dataset}({split_by}) under {cache_dir} and the "
-                                    f"data root {data_root} does not exist")
-        log.info("no cache yet: preprocessing %s(%s) from %s", dataset, split_by, data_root)
-        return RefDataset(cache_dir, dataset, split_by, split, data_root=data_root)
-    return RefDataset(cache_dir, dataset, split_by, split)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Exit codes: 0 done, 2 a user error (one line on stderr), 1 a runtime failure; --debug or
     VGLAW_DEBUG=1 prints the traceback."""
@@ -284,7 +239,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in ("mask_threshold", "canvas_threshold"):
         if not 0.0 <= getattr(args, name) <= 1.0:
             raise UsageExit(parser.prog, f"--{name} must lie in [0, 1], got {getattr(args, name)}")
-    stored = _DATA_TABLE.get(args.dataset, {}).get(args.split_by, ())
+    stored = DATASETS.get(args.dataset, {}).get(args.split_by, ())
     if args.split == "test" and stored and "test" not in stored:
         # the refer API's aggregate would silently score testA+testB... as one split
         raise UsageExit(parser.prog, f"{args.dataset}({args.split_by}) has no split 'test'; its splits are "

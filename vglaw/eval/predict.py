@@ -135,7 +135,7 @@ def overlay(image, result: dict, text: str | None = None, *, color=_COLOR_PRED, 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from vglaw.eval.evaluate import add_device_args
+    from vglaw.eval.cli import add_device_args
 
     p = argparse.ArgumentParser(prog="python -m vglaw.predict", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -173,7 +173,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _predict_cli(args, image: np.ndarray, prog: str) -> int:
     from vglaw.data.tokenizer import load_tokenizer
     from vglaw.utils.errors import UsageExit
-    from vglaw.eval.evaluate import load_model_from_checkpoint, setup_mindspore
+    from vglaw.eval.cli import setup_mindspore
+    from vglaw.eval.evaluate import load_model_from_checkpoint
 
     setup_mindspore(args.device_target, args.mode_name)
     model = load_model_from_checkpoint(args.checkpoint)

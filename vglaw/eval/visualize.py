@@ -184,7 +184,7 @@ def predict_records(model, tokenizer, ref_ds, indices: Sequence[int], *, thresho
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from vglaw.eval.evaluate import DATASETS, SPLIT_BYS, SPLITS, add_device_args
+    from vglaw.eval.cli import DATASETS, SPLIT_BYS, SPLITS, add_device_args
 
     p = argparse.ArgumentParser(prog="python -m vglaw.visualize", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -230,7 +230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _visualize_cli(args, prog: str) -> int:
     from vglaw.utils.errors import UsageExit
-    from vglaw.eval.evaluate import open_split, setup_mindspore
+    from vglaw.eval.cli import open_split, setup_mindspore
 
     try:
         ref_ds = open_split(args.dataset, args.split_by, args.split, args.data_root, args.cache_dir)

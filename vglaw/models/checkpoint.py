@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from vglaw.config import LOSS_WEIGHTS
+
 __all__ = ["META_KEY", "CARRIED_PREFIX", "SOFT_CONFIG_FIELDS", "CheckpointError", "LoadReport", "save_checkpoint", "read_checkpoint", "save_model",
            "load_model"]
 
@@ -32,8 +34,8 @@ META_KEY = "__vglaw_meta__"
 CARRIED_PREFIX = "__carried__."
 # Config fields that change training, not the parameters or the forward pass in eval: a
 # checkpoint that differs only in these loads (with a warning), e.g. fine-tuning with other loss weights.
-SOFT_CONFIG_FIELDS = frozenset({"loss_l1", "loss_giou", "loss_focal", "loss_dice", "use_mask", "focal_alpha",
-                                "focal_gamma", "drop_path", "hidden_dropout"})
+SOFT_CONFIG_FIELDS = frozenset({*LOSS_WEIGHTS, "use_mask", "focal_alpha", "focal_gamma", "drop_path",
+                                "hidden_dropout"})
 
 
 class CheckpointError(ValueError):

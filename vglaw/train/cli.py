@@ -34,14 +34,16 @@ import signal
 import sys
 from typing import Sequence
 
-from vglaw.train.config import (DATASETS, DEVICE_TARGETS, LAW_TYPES, LR_SCHEDULERS, MODES, SELECT_METRICS,
-                                VIT_MODELS, ConfigError, TrainConfig, resolve_config)
+from vglaw.config import DEVICE_TARGETS, LAW_TYPES, MODES, PRESETS
+from vglaw.data.refer import DATASETS, SPLIT_BYS
+from vglaw.train.config import (LR_SCHEDULERS, SELECT_METRICS, VIT_MODELS, ConfigError, TrainConfig,
+                                resolve_config)
 
 __all__ = ["build_parser", "parse_config", "main"]
 
-CHOICES = {"dataset": DATASETS, "law_type": LAW_TYPES, "lr_scheduler": LR_SCHEDULERS, "mode_name": MODES,
-           "device_target": DEVICE_TARGETS, "vit_model": VIT_MODELS, "preset": ("paper", "tiny"),
-           "splitBy": ("unc", "umd", "google", "berkeley"), "select_metric": SELECT_METRICS}
+CHOICES = {"dataset": tuple(DATASETS), "law_type": LAW_TYPES, "lr_scheduler": LR_SCHEDULERS, "mode_name": MODES,
+           "device_target": DEVICE_TARGETS, "vit_model": VIT_MODELS, "preset": tuple(PRESETS),
+           "splitBy": SPLIT_BYS, "select_metric": SELECT_METRICS}
 NARGS = {"drop_epochs": int, "eval_splits": str}
 FLAGS = ("resume", "overwrite", "allow_changes", "force")  # store_true only
 

@@ -35,6 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
+from vglaw.config import MODES
+
 __all__ = ["PretrainConfig", "BACKBONE_FIELDS", "PretrainData", "ensure_pretrained", "pretrain_backbone",
            "load_pretrained_backbone", "backbone_config", "PretrainedBackboneError", "CKPT_KIND"]
 
@@ -345,7 +347,7 @@ def ensure_pretrained(cfg: PretrainConfig, *, data_root, cache_dir, runs_dir, us
     """The `backbone.ckpt` for `cfg` on this data: reused when a finished folder with the same
     settings and data fingerprint exists under `<runs_dir>/pretrain/`, trained otherwise."""
     from vglaw.config import make_model_config
-    from vglaw.train.config import DEFAULT_SPLIT_BY
+    from vglaw.data.refer import DEFAULT_SPLIT_BY
     split_by = cfg.split_by or DEFAULT_SPLIT_BY[cfg.dataset]
     cfg = dataclasses.replace(cfg, split_by=split_by)
     mcfg = make_model_config(cfg.preset, **dict(cfg.model_overrides, law_type="none"))
@@ -415,7 +417,7 @@ def main(argv=None) -> int:
     p.add_argument("--data_root", default=None)
     p.add_argument("--cache_dir", default=None)
     p.add_argument("--runs_dir", default=None)
-    p.add_argument("--mode_name", choices=("GRAPH", "PYNATIVE"), default="GRAPH")
+    p.add_argument("--mode_name", choices=MODES, default="GRAPH")
     p.add_argument("--debug", action="store_true", help="print the traceback of an error (also VGLAW_DEBUG=1)")
     args = vars(p.parse_args(argv))
     debug = args.pop("debug")
@@ -444,7 +446,7 @@ def main(argv=None) -> int:
 def _prepare(dataset: str, split_by: str | None, data_root: Path, cache_dir: Path) -> None:
     """Generate the synthetic set if it is the dataset and absent; build/reuse the cache."""
     from vglaw.data import preprocess
-    from vglaw.train.config import DEFAULT_SPLIT_BY
+    from vglaw.data.refer import DEFAULT_SPLIT_BY
     if dataset in ("shapes", "shapes_rle"):
         from vglaw.data import ensure_shapes
         ensure_shapes(data_root, dataset=dataset)
