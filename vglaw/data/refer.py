@@ -11,10 +11,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 from pycocotools import mask as mask_utils
 
 from vglaw.utils.pickle_safe import safe_load
+from vglaw.utils.io import rle_to_mask
 
 __all__ = ["DATASETS", "DEFAULT_SPLIT_BY", "SPLIT_BYS", "SPLITS", "IMAGE_DIRS", "DataNotFoundError", "check_names", "allowed_splits",
            "split_matches", "dataset_paths", "read_refer", "to_rle", "decode_rle", "ReferSample",
@@ -129,12 +129,8 @@ def to_rle(segmentation, height: int, width: int) -> dict:
             "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts}
 
 
-def decode_rle(rle: dict) -> np.ndarray:
-    """Compressed RLE -> (H, W) uint8 in {0, 1}."""
-    m = mask_utils.decode({"size": rle["size"], "counts": rle["counts"]})
-    if m.ndim == 3:  # defensive: a list of RLEs decodes to (H, W, N); union like the refer helper
-        m = m.sum(axis=2)
-    return (m > 0).astype(np.uint8)
+# Compressed RLE -> (H, W) uint8 in {0, 1}: the one decoder, vglaw.utils.io.rle_to_mask.
+decode_rle = rle_to_mask
 
 
 @dataclass
