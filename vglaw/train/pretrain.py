@@ -248,6 +248,7 @@ def pretrain_backbone(cfg: PretrainConfig, data: PretrainData, out_dir: str | Pa
     import mindspore as ms
     from mindspore import Tensor, nn, ops
     from vglaw.models.checkpoint import save_checkpoint
+    from vglaw.train.optim import no_weight_decay
 
     out_dir = Path(out_dir)
     t0 = time.time()
@@ -255,8 +256,8 @@ def pretrain_backbone(cfg: PretrainConfig, data: PretrainData, out_dir: str | Pa
     np.random.seed(cfg.seed)
     mcfg, net = _build(cfg, data.n_classes)
     params = net.trainable_params()
-    decay = [p for p in params if p.ndim > 1 and "pos_embed" not in p.name]
-    no_decay = [p for p in params if not (p.ndim > 1 and "pos_embed" not in p.name)]
+    decay = [p for p in params if not no_weight_decay(p.name, p.shape)]
+    no_decay = [p for p in params if no_weight_decay(p.name, p.shape)]
     lrs = Tensor(np.array([_lr_at(cfg, i) for i in range(cfg.updates)], np.float32))
     opt = nn.AdamWeightDecay([{"params": decay, "weight_decay": cfg.weight_decay},
                               {"params": no_decay, "weight_decay": 0.0}],
