@@ -328,6 +328,19 @@ class RefDataset:
         """The image of sample i as (H, W, 3) uint8 RGB."""
         return load_rgb(self.image_path(i))
 
+    def index_of(self, sent_id: int) -> int:
+        """The index of the sentence `sent_id` in this split (KeyError if it is not in it)."""
+        if not hasattr(self, "_index_of"):
+            self._index_of = {int(s): i for i, s in enumerate(self.sent_ids)}
+        return self._index_of[int(sent_id)]
+
+    def refs_by_image(self) -> dict[int, dict[int, int]]:
+        """{image_id: {ref_id: index of the ref's first sentence}}, in dataset order."""
+        out: dict[int, dict[int, int]] = {}
+        for i, (image_id, ref_id) in enumerate(zip(self.image_ids.tolist(), self.ref_ids.tolist())):
+            out.setdefault(image_id, {}).setdefault(ref_id, i)
+        return out
+
 
 def load_rgb(path: str | Path) -> np.ndarray:
     """Read an image file as (H, W, 3) uint8 RGB; errors name the file."""

@@ -19,7 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["draw_panels", "draw_sample", "predictions_by_sent_id", "pick_indices", "main"]
+__all__ = ["draw_panels", "draw_sample", "predictions_by_sent_id", "pick_indices", "plot_training_curves", "main"]
 
 log = logging.getLogger("vglaw")
 
@@ -35,6 +35,44 @@ def _plt():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def plot_training_curves(run_dir: str | Path):
+    """A run's train_log.jsonl as four panels: training losses, the LR of each group, val accuracy
+    against updates and against seconds. Returns the figure.
+
+    LR groups often share values (lang = visual in the tiny recipe): each group gets its own line
+    style and width, so a line drawn over another stays visible and the legend says which is which.
+    """
+    import json
+
+    import pandas as pd
+
+    plt = _plt()
+    lines = (Path(run_dir) / "train_log.jsonl").read_text().splitlines()
+    rows = pd.json_normalize([json.loads(line) for line in lines])
+    is_val = rows["eval"].eq("val") if "eval" in rows else pd.Series(False, index=rows.index)
+    train, val = rows[~is_val], rows[is_val].drop_duplicates("step", keep="last")  # a redone evaluation: last row
+    loss_cols = [c for c in ("loss", "l1", "giou", "focal", "dice") if c in train]
+    lr_cols = [c for c in train.columns if c.startswith("lr.")]
+    val_cols = [c for c in ("prec@0.5", "miou") if c in val and val[c].notna().any()]  # miou: use_mask runs
+    fig, ((ax1, ax2), (ax3, ax4)) = plt.subplots(2, 2, figsize=(11, 7))
+    train.plot(x="step", y=loss_cols, ax=ax1, logy=True, title="training losses")
+    styles = ("-", "--", ":", "-.")
+    for i, col in enumerate(lr_cols):
+        ax2.plot(train["step"], train[col], linestyle=styles[i % len(styles)], linewidth=3.0 - 0.8 * (i % 3),
+                 label=col[len("lr."):])
+    ax2.set_yscale("log")
+    ax2.set_title("learning rate per group")
+    ax2.set_xlabel("step")
+    ax2.legend()
+    for ax, x, label in ((ax3, "step", "optimiser updates"), (ax4, "time", "seconds since the start")):
+        if x in val and val_cols:
+            val.plot(x=x, y=val_cols, ax=ax, marker="o", ylim=(-0.02, 1.02), title=f"val accuracy vs {label}")
+            ax.set_xlabel(label)
+            ax.set_ylabel("fraction")
+    fig.tight_layout()
+    return fig
 
 
 def predictions_by_sent_id(predictions: Sequence[dict]) -> dict[int, dict]:

@@ -17,7 +17,7 @@ import pandas as pd
 
 from vglaw.workbook.paper import paper_number
 
-__all__ = ["SYNTHETIC_DATASETS", "val_evaluations", "load_run", "scan_runs", "rec_table", "res_table", "ablation_summary",
+__all__ = ["SYNTHETIC_DATASETS", "val_evaluations", "load_run", "scan_runs", "rec_table", "res_table", "runs_table", "ablation_summary",
            "ablation_table", "write_ablation_table", "to_markdown", "write_table", "plot_ablation", "protocol_card"]
 
 SYNTHETIC_DATASETS = ("shapes", "shapes_rle")
@@ -124,7 +124,8 @@ def protocol_card(row: pd.Series | dict) -> str:
 
 
 def _pct(x: Any) -> float | None:
-    return None if x is None or (isinstance(x, float) and math.isnan(x)) else round(100.0 * float(x), 2)
+    """A fraction as a percentage with one decimal, as every table prints it (None stays None)."""
+    return None if x is None or (isinstance(x, float) and math.isnan(x)) else round(100.0 * float(x), 1)
 
 
 def _table(df: pd.DataFrame, task: str, ours: list[tuple[str, str]]) -> pd.DataFrame:
@@ -159,7 +160,16 @@ def ablation_summary(df: pd.DataFrame, split: str = "val", by: Iterable[str] = (
         runs=("run", "count"), seeds=("seed", lambda s: ",".join(str(x) for x in sorted(s))),
         prec_mean=("prec@0.5", "mean"), prec_std=("prec@0.5", "std"),
         miou_mean=("miou", "mean"), miou_std=("miou", "std")).reset_index()
-    return out.round(2)
+    return out.round(1)
+
+
+def runs_table(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per finished run and split: Prec@0.5 and mIoU in %, one decimal; wall time in seconds."""
+    out = df[["run", "dataset", "split", "law_type", "seed", "epochs", "n"]].copy()
+    out["Prec@0.5 (%)"] = [_pct(v) for v in df["prec@0.5"]]
+    out["mIoU (%)"] = [_pct(v) for v in df["miou"]]
+    out["wall_s"] = [None if v is None or v != v else round(float(v), 1) for v in df["wall_s"]]
+    return out
 
 
 def to_markdown(df: pd.DataFrame) -> str:
