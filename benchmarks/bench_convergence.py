@@ -30,7 +30,7 @@ MAIN_RUN = ["--preset", "tiny", "--dataset", "shapes", "--law_type", "svd", "--u
 
 def eval_rows(run_dir: Path) -> list[dict]:
     """The val evaluations of a run, by update (vglaw.reports.val_evaluations); the log must exist."""
-    from vglaw.reports import val_evaluations
+    from vglaw.workbook.reports import val_evaluations
 
     log = run_dir / "train_log.jsonl"
     if not log.is_file():
@@ -91,7 +91,7 @@ def table(rows: list[dict], metric: str, thresholds: list[float], pretrain_s: fl
 
 def train_main_run(experiment_name: str, extra: list[str]) -> Path:
     """`python -m vglaw.train` with the main run's flags; returns its run directory."""
-    from vglaw.paths import default_runs_dir
+    from vglaw.utils.paths import default_runs_dir
     from vglaw.train.cli import parse_config
     argv = MAIN_RUN + ["--experiment_name", experiment_name, *extra]
     cfg = parse_config(argv)  # exits 2 on a bad flag before any training

@@ -27,7 +27,7 @@ import numpy as np  # noqa: E402
 import mindspore as ms  # noqa: E402
 from mindspore import Tensor, nn  # noqa: E402
 
-from vglaw.losses import GroundingLoss  # noqa: E402
+from vglaw.models.losses import GroundingLoss  # noqa: E402
 from vglaw.models import build_model  # noqa: E402
 
 DEFAULT_BATCHES = {"tiny": [1, 8], "paper": [1, 2]}

@@ -21,7 +21,7 @@ import numpy as np
 def bench(mode: str, preset: str, batch_size: int, steps: int, overrides: dict) -> dict:
     import mindspore as ms
     from vglaw import build_model
-    from vglaw.losses import GroundingLoss
+    from vglaw.models.losses import GroundingLoss
     from vglaw.train.optim import Schedule, build_optimizer
     from vglaw.train.step import TrainStep
 

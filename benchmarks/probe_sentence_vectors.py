@@ -39,9 +39,9 @@ def main() -> None:
 
     from vglaw.data import RefDataset
     from vglaw.data.tokenizer import load_tokenizer, tokenize
-    from vglaw.evaluate import load_model_from_checkpoint
+    from vglaw.eval.evaluate import load_model_from_checkpoint
     from vglaw.models import build_model
-    from vglaw.paths import repo_root
+    from vglaw.utils.paths import repo_root
 
     ms.set_context(mode=ms.PYNATIVE_MODE)
     ms.set_seed(0)

@@ -39,7 +39,7 @@ n_show: int = 8  # samples drawn in the grid
 report_dir: str = ""  # if non-empty, counts are written to <report_dir>/data/ as CSV and JSON
 
 # %%
-from vglaw.notebook import resolve_parameters
+from vglaw.workbook.params import resolve_parameters
 
 P = resolve_parameters(globals())
 
@@ -54,8 +54,8 @@ from IPython.display import display
 
 from vglaw.data import RefDataset, check_names, ensure_shapes, preprocess, read_manifest
 from vglaw.data.cache import ImageCheckError, verify_images
-from vglaw.errors import install_notebook_handler
-from vglaw.paths import default_cache_dir, default_data_root, reports_dir, resolve_path
+from vglaw.utils.errors import install_notebook_handler
+from vglaw.utils.paths import default_cache_dir, default_data_root, reports_dir, resolve_path
 
 install_notebook_handler()  # known errors (missing files, bad images) show as one line
 check_names(P.dataset, P.split_by)

@@ -26,40 +26,40 @@
 # (`vglaw.train.config.RECIPES`). Headless: `papermill notebooks/02_train.ipynb out.ipynb -p dataset refcoco+`.
 
 # %% tags=["parameters"]
-dataset = "shapes"  # refcoco, refcoco+, refcocog, refclef, shapes, shapes_rle
-split_by = None  # None: the dataset's usual split (unc, umd, berkeley)
-law_type = "svd"  # none, la, od1, od2, od3, svd
-preset = "tiny"  # tiny (CPU workbook) or paper (DESIGN section 3, for GPU/Ascend)
-img_size = None  # canvas side in pixels; None: the preset's
-max_epochs = 2  # the workbook's budget (about 7 CPU minutes); None: the preset's recipe
-batch_size = None  # per device and micro-step; None: the recipe's
-batch_sum = None  # effective batch of one update (gradient accumulation); None: the recipe's
-lr_lang = None  # text-encoder LR; None: the recipe's
-lr_visual = None  # ViT backbone LR; None: the recipe's
-lr_base = None  # LAW generator and head LR; None: the recipe's
-use_mask = True  # train the RES head too (multi-task)
-translate = True  # random-offset padding augmentation
-eval_every_steps = None  # val every N updates too (time-to-accuracy points); None: the recipe's; 0: per epoch only
-select_metric = None  # val metric picking best.ckpt, e.g. prec@0.5; None: box_miou+miou (with use_mask)
-deterministic = False  # bit-identical reruns of a seed (CPU kernels on one thread)
-data_root = ""  # folder in refer layout; empty: data/ in the repository
-cache_dir = ""  # preprocessed cache; empty: .cache/refer in the repository
-save_ckpt_dir = ""  # where run directories go; empty: runs/ in the repository
-experiment_name = ""  # run directory name; empty: train-<dataset>-<preset>-<law_type>
-pretrained_path = ""  # a full VG-LAW checkpoint to start from; empty: none
-vit_model = None  # backbone init: vitdet_b_mrcnn (needs vit_model_path), shapes_pretrained, scratch; None: the recipe's
-vit_model_path = ""  # vitdet_b_mrcnn: detectron2's model_final_61ccd1.pkl; shapes_pretrained: a backbone.ckpt
-text_encoder_path = ""  # Hugging Face BERT folder (bert-base-uncased for paper); empty: MiniLM if its width fits
-max_steps = None  # stop after this many optimiser updates; None: all max_epochs
-seed = 0  # model init, data order and augmentation
-mode_name = "GRAPH"  # GRAPH (mindspore.jit train step) or PYNATIVE (debugging)
-device_target = "CPU"  # CPU, GPU or Ascend
-report_dir = ""  # if non-empty, figures are also written to <report_dir>/figures/
-n_show = 8  # predictions drawn at the end
-smoke = False  # seconds-long run: 40 small synthetic images, a few optimiser steps
+dataset: str = "shapes"  # refcoco, refcoco+, refcocog, refclef, shapes, shapes_rle
+split_by: str | None = None  # None: the dataset's usual split (unc, umd, berkeley)
+law_type: str = "svd"  # none, la, od1, od2, od3, svd
+preset: str = "tiny"  # tiny (CPU workbook) or paper (DESIGN section 3, for GPU/Ascend)
+img_size: int | None = None  # canvas side in pixels; None: the preset's
+max_epochs: int = 2  # the workbook's budget (about 7 CPU minutes); None: the preset's recipe
+batch_size: int | None = None  # per device and micro-step; None: the recipe's
+batch_sum: int | None = None  # effective batch of one update (gradient accumulation); None: the recipe's
+lr_lang: float | None = None  # text-encoder LR; None: the recipe's
+lr_visual: float | None = None  # ViT backbone LR; None: the recipe's
+lr_base: float | None = None  # LAW generator and head LR; None: the recipe's
+use_mask: bool = True  # train the RES head too (multi-task)
+translate: bool = True  # random-offset padding augmentation
+eval_every_steps: int | None = None  # val every N updates too (time-to-accuracy points); None: the recipe's; 0: per epoch only
+select_metric: str | None = None  # val metric picking best.ckpt, e.g. prec@0.5; None: box_miou+miou (with use_mask)
+deterministic: bool = False  # bit-identical reruns of a seed (CPU kernels on one thread)
+data_root: str = ""  # folder in refer layout; empty: data/ in the repository
+cache_dir: str = ""  # preprocessed cache; empty: .cache/refer in the repository
+save_ckpt_dir: str = ""  # where run directories go; empty: runs/ in the repository
+experiment_name: str = ""  # run directory name; empty: train-<dataset>-<preset>-<law_type>
+pretrained_path: str = ""  # a full VG-LAW checkpoint to start from; empty: none
+vit_model: str | None = None  # backbone init: vitdet_b_mrcnn (needs vit_model_path), shapes_pretrained, scratch; None: the recipe's
+vit_model_path: str = ""  # vitdet_b_mrcnn: detectron2's model_final_61ccd1.pkl; shapes_pretrained: a backbone.ckpt
+text_encoder_path: str = ""  # Hugging Face BERT folder (bert-base-uncased for paper); empty: MiniLM if its width fits
+max_steps: int | None = None  # stop after this many optimiser updates; None: all max_epochs
+seed: int = 0  # model init, data order and augmentation
+mode_name: str = "GRAPH"  # GRAPH (mindspore.jit train step) or PYNATIVE (debugging)
+device_target: str = "CPU"  # CPU, GPU or Ascend
+report_dir: str = ""  # if non-empty, figures are also written to <report_dir>/figures/
+n_show: int = 8  # predictions drawn at the end
+smoke: bool = False  # seconds-long run: 40 small synthetic images, a few optimiser steps
 
 # %%
-from vglaw.notebook import resolve_parameters
+from vglaw.workbook.params import resolve_parameters
 
 P = resolve_parameters(globals())
 
@@ -74,30 +74,18 @@ import pandas as pd
 from IPython.display import display
 
 from vglaw.data import RefDataset
-from vglaw.paths import default_cache_dir, default_data_root, default_runs_dir, repo_root, reports_dir, resolve_path
-from vglaw.runs import train_or_reuse
-from vglaw.train import TrainConfig, resolve_config
-from vglaw.visualize import draw_panels
-from vglaw.errors import install_notebook_handler
+from vglaw.eval.visualize import draw_panels, plot_training_curves
+from vglaw.utils.errors import install_notebook_handler
+from vglaw.utils.paths import reports_dir, resolve_path
+from vglaw.workbook.runs import notebook_train_config, train_or_reuse
 
 install_notebook_handler()  # known errors (bad settings, missing files, a held run) show as one line
 
 logging.basicConfig(level=logging.INFO, format="%(message)s")
-smoke_root = repo_root() / ".cache" / "smoke"  # smoke runs never touch the default data or runs
-smoke_overrides = dict(synthetic_images=40, max_steps=6, max_epochs=1, eval_splits=("val",), log_freq=1,
-                       eval_every_steps=2, pretrain_updates=2) if P.smoke else {}
-cfg = resolve_config(TrainConfig(**{**dict(
-    preset=P.preset, dataset=P.dataset, splitBy=P.split_by, law_type=P.law_type, img_size=P.img_size,
-    max_epochs=P.max_epochs, batch_size=P.batch_size, batch_sum=P.batch_sum, lr_lang=P.lr_lang,
-    lr_visual=P.lr_visual, lr_base=P.lr_base, use_mask=P.use_mask, translate=P.translate,
-    eval_every_steps=P.eval_every_steps, select_metric=P.select_metric, deterministic=P.deterministic,
-    data_root=str(resolve_path(P.data_root, smoke_root / "data" if P.smoke else default_data_root())),
-    cache_dir=str(resolve_path(P.cache_dir, smoke_root / "cache" if P.smoke else default_cache_dir())),
-    save_ckpt_dir=str(resolve_path(P.save_ckpt_dir, smoke_root / "runs" if P.smoke else default_runs_dir())),
-    experiment_name=P.experiment_name or f"train-{P.dataset}-{P.preset}-{P.law_type}",
-    pretrained_path=P.pretrained_path or None, vit_model=P.vit_model, vit_model_path=P.vit_model_path or None,
-    text_encoder_path=P.text_encoder_path or None, max_steps=P.max_steps,
-    seed=P.seed, mode_name=P.mode_name, device_target=P.device_target), **smoke_overrides}))
+# The parameters named as TrainConfig fields (split_by -> splitBy); smoke runs go under .cache/smoke/.
+cfg = notebook_train_config(P, experiment_name=P.experiment_name or f"train-{P.dataset}-{P.preset}-{P.law_type}",
+                            smoke_overrides=dict(synthetic_images=40, max_steps=6, max_epochs=1, eval_splits=("val",),
+                                                 log_freq=1, eval_every_steps=2, pretrain_updates=2))
 display(pd.Series({k: v for k, v in vars(cfg).items()}, name="resolved config").to_frame())
 
 # %% [markdown]
@@ -119,21 +107,7 @@ print(run_dir)
 # second at which val Prec@0.5 reached 0.5 / 0.8 / 0.9.
 
 # %%
-rows = pd.json_normalize([json.loads(line) for line in (run_dir / "train_log.jsonl").read_text().splitlines()])
-is_val = rows["eval"].eq("val") if "eval" in rows else pd.Series(False, index=rows.index)
-log, val = rows[~is_val], rows[is_val].drop_duplicates("step", keep="last")  # a redone evaluation: last row
-loss_cols = [c for c in ("loss", "l1", "giou", "focal", "dice") if c in log]
-lr_cols = [c for c in log.columns if c.startswith("lr.")]
-val_cols = [c for c in ("prec@0.5", "miou") if c in val and val[c].notna().any()]  # miou: use_mask runs
-fig, ((ax1, ax2), (ax3, ax4)) = plt.subplots(2, 2, figsize=(11, 7))
-log.plot(x="step", y=loss_cols, ax=ax1, logy=True, title="training losses")
-log.plot(x="step", y=lr_cols, ax=ax2, logy=True, title="learning rate per group")
-for ax, x, label in ((ax3, "step", "optimiser updates"), (ax4, "time", "seconds since the start")):
-    if x in val:
-        val.plot(x=x, y=val_cols, ax=ax, marker="o", ylim=(-0.02, 1.02), title=f"val accuracy vs {label}")
-        ax.set_xlabel(label)
-        ax.set_ylabel("fraction")
-fig.tight_layout()
+fig = plot_training_curves(run_dir)
 if P.report_dir:
     figures = resolve_path(P.report_dir, reports_dir()) / "figures"
     figures.mkdir(parents=True, exist_ok=True)

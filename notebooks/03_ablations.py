@@ -31,32 +31,33 @@
 # Writes `reports/tables/ablation_law_type.{md,csv}` and `reports/figures/ablation_law_type.png`.
 
 # %% tags=["parameters"]
-law_types = ["none", "la", "od1", "od2", "od3", "svd"]  # ablated law_type values
-seeds = [0]  # one run per seed and setting; the full grid (make ablation) uses [0, 1, 2]
-law_ranks = []  # extra knob: K values for svd (empty: the preset's K only)
-law_shared = []  # extra knob: [True, False] compares one shared P/Q pair with one per block
-law_blocks = []  # extra knob: lists of adaptive block indices, e.g. [[0, 1], [2, 3]]
-dataset = "shapes"  # dataset of every run
-split_by = None  # None: the dataset's usual split (unc, umd, berkeley)
-vit_model = None  # backbone init: vitdet_b_mrcnn (needs vit_model_path), shapes_pretrained, scratch; None: the recipe's
-vit_model_path = ""  # vitdet_b_mrcnn: detectron2's model_final_61ccd1.pkl; shapes_pretrained: a backbone.ckpt
-text_encoder_path = ""  # Hugging Face BERT folder (bert-base-uncased for paper); empty: MiniLM if its width fits
-device_target = None  # CPU, GPU or Ascend; None: MindSpore's default (CPU here)
-preset = "tiny"  # model preset of every run
-max_epochs = 1  # epochs per run
-max_steps = 80  # optimiser updates per run (six runs must fit the workbook budget); 0: all max_epochs
-batch_size = None  # None: the recipe's
-use_mask = True  # multi-task (REC + RES)
-data_root = ""  # empty: data/ in the repository
-cache_dir = ""  # empty: .cache/refer in the repository
-save_ckpt_dir = ""  # empty: runs/ in the repository
-experiment_prefix = "ablation"  # run directories are named <prefix>-<law_type>-...-s<seed>-<hash>
-report_dir = ""  # tables/ and figures/ go here; empty: reports/ in the repository
-n_boot = 2000  # bootstrap resamples (seeds, then sentences) behind every 95% CI
-smoke = False  # seconds-long runs on 40 small synthetic images
+law_types: list[str] = ["none", "la", "od1", "od2", "od3", "svd"]  # ablated law_type values
+seeds: list[int] = [0]  # one run per seed and setting; the full grid (make ablation) uses [0, 1, 2]
+law_ranks: list[int] = []  # extra knob: K values for svd (empty: the preset's K only)
+law_shared: list[bool] = []  # extra knob: [True, False] compares one shared P/Q pair with one per block
+law_blocks: list[list[int]] = []  # extra knob: lists of adaptive block indices, e.g. [[0, 1], [2, 3]]
+dataset: str = "shapes"  # dataset of every run
+split_by: str | None = None  # None: the dataset's usual split (unc, umd, berkeley)
+vit_model: str | None = None  # backbone init: vitdet_b_mrcnn (needs vit_model_path), shapes_pretrained, scratch; None: the recipe's
+vit_model_path: str = ""  # vitdet_b_mrcnn: detectron2's model_final_61ccd1.pkl; shapes_pretrained: a backbone.ckpt
+text_encoder_path: str = ""  # Hugging Face BERT folder (bert-base-uncased for paper); empty: MiniLM if its width fits
+device_target: str | None = None  # CPU, GPU or Ascend; None: MindSpore's default (CPU here)
+preset: str = "tiny"  # model preset of every run
+max_epochs: int = 1  # epochs per run
+max_steps: int = 80  # optimiser updates per run (six runs must fit the workbook budget); 0: all max_epochs
+batch_size: int | None = None  # None: the recipe's
+use_mask: bool = True  # multi-task (REC + RES)
+translate: bool = True  # random-offset padding augmentation in every run
+data_root: str = ""  # empty: data/ in the repository
+cache_dir: str = ""  # empty: .cache/refer in the repository
+save_ckpt_dir: str = ""  # empty: runs/ in the repository
+experiment_prefix: str = "ablation"  # run directories are named <prefix>-<law_type>-...-s<seed>-<hash>
+report_dir: str = ""  # tables/ and figures/ go here; empty: reports/ in the repository
+n_boot: int = 2000  # bootstrap resamples (seeds, then sentences) behind every 95% CI
+smoke: bool = False  # seconds-long runs on 40 small synthetic images
 
 # %%
-from vglaw.notebook import resolve_parameters
+from vglaw.workbook.params import resolve_parameters
 
 P = resolve_parameters(globals())
 
@@ -67,26 +68,19 @@ import logging
 import matplotlib.pyplot as plt
 from IPython.display import Image, Markdown, display
 
-from vglaw.ablation import ablation_stats, grid_label, reading, run_ablation
-from vglaw.paths import default_cache_dir, default_data_root, default_runs_dir, repo_root, reports_dir, resolve_path
-from vglaw.reports import plot_ablation, write_ablation_table
-from vglaw.train import TrainConfig, resolve_config
-from vglaw.errors import install_notebook_handler
+from vglaw.utils.errors import install_notebook_handler
+from vglaw.utils.paths import reports_dir, resolve_path
+from vglaw.workbook.ablation import ablation_stats, grid_label, reading, run_ablation
+from vglaw.workbook.reports import plot_ablation, write_ablation_table
+from vglaw.workbook.runs import notebook_train_config
 
 install_notebook_handler()  # known errors (bad settings, missing files, a held run) show as one line
 
 logging.basicConfig(level=logging.INFO, format="%(message)s")
-smoke_root = repo_root() / ".cache" / "smoke"
-smoke_overrides = dict(synthetic_images=40, max_steps=4, max_epochs=1, log_freq=1, pretrain_updates=2) if P.smoke else {}
-base = resolve_config(TrainConfig(**{**dict(
-    preset=P.preset, dataset=P.dataset, splitBy=P.split_by, vit_model=P.vit_model,
-    vit_model_path=P.vit_model_path or None, text_encoder_path=P.text_encoder_path or None,
-    device_target=P.device_target, max_epochs=P.max_epochs, max_steps=P.max_steps or None,
-    batch_size=P.batch_size, use_mask=P.use_mask, translate=True,
-    data_root=str(resolve_path(P.data_root, smoke_root / "data" if P.smoke else default_data_root())),
-    cache_dir=str(resolve_path(P.cache_dir, smoke_root / "cache" if P.smoke else default_cache_dir())),
-    save_ckpt_dir=str(resolve_path(P.save_ckpt_dir, smoke_root / "runs" if P.smoke else default_runs_dir())),
-    eval_splits=("val",), progress=False), **smoke_overrides}))
+# The parameters named as TrainConfig fields, plus what every ablation run shares: val only, no bars.
+base = notebook_train_config(P, max_steps=P.max_steps or None, eval_splits=("val",), progress=False,
+                             smoke_overrides=dict(synthetic_images=40, max_steps=4, max_epochs=1, log_freq=1,
+                                                  pretrain_updates=2))
 extra = {k: v for k, v in (("law_rank", P.law_ranks), ("law_shared", P.law_shared),
                            ("law_blocks", [tuple(b) for b in P.law_blocks])) if v}
 out = resolve_path(P.report_dir, reports_dir())

@@ -26,13 +26,13 @@
 # Writes `reports/tables/rec.{md,csv}`, `res.{md,csv}` and `runs.{md,csv}`.
 
 # %% tags=["parameters"]
-runs_dir = ""  # folder of run directories to scan; empty: runs/ in the repository
-report_dir = ""  # where tables/ are written; empty: reports/ in the repository
-experiment_prefix = ""  # only runs whose name starts with this; empty: all
-smoke = False  # no-op here (scanning is fast); kept so every notebook takes smoke
+runs_dir: str = ""  # folder of run directories to scan; empty: runs/ in the repository
+report_dir: str = ""  # where tables/ are written; empty: reports/ in the repository
+experiment_prefix: str = ""  # only runs whose name starts with this; empty: all
+smoke: bool = False  # no-op here (scanning is fast); kept so every notebook takes smoke
 
 # %%
-from vglaw.notebook import resolve_parameters
+from vglaw.workbook.params import resolve_parameters
 
 P = resolve_parameters(globals())
 
@@ -40,8 +40,8 @@ P = resolve_parameters(globals())
 import pandas as pd
 from IPython.display import Markdown, display
 
-from vglaw.paths import default_runs_dir, reports_dir, resolve_path
-from vglaw.reports import rec_table, res_table, scan_runs, write_table
+from vglaw.utils.paths import default_runs_dir, reports_dir, resolve_path
+from vglaw.workbook.reports import rec_table, res_table, runs_table, scan_runs, write_table
 
 runs = resolve_path(P.runs_dir, default_runs_dir())
 tables_dir = resolve_path(P.report_dir, reports_dir()) / "tables"
@@ -55,9 +55,9 @@ df = scan_runs(runs, experiment_prefix=P.experiment_prefix or None)
 if df.empty:
     raise FileNotFoundError(f"No finished runs under {runs}: train one first (notebook 02_train or "
                             "`python -m vglaw.train`).")
-overview = df[["run", "dataset", "split", "law_type", "seed", "epochs", "n", "prec@0.5", "miou", "wall_s"]]
+overview = runs_table(df)
 display(overview)
-write_table(overview, "runs", tables_dir, title="Finished runs (fractions; wall time in seconds)")
+write_table(overview, "runs", tables_dir, title="Finished runs (%; wall time in seconds)")
 
 # %% [markdown]
 # ## 2. REC: Prec@0.5 (%) beside the paper

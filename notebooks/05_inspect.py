@@ -15,22 +15,22 @@
 # # 05 · Inspect: grounding any expression, successes and failures, and what LAW does
 #
 # Loads a trained run's `best.ckpt`, grounds expressions of your choice in any image
-# (`vglaw.predict`), shows the best and worst predictions of the run on val, and looks inside the
+# (`vglaw.eval.predict`), shows the best and worst predictions of the run on val, and looks inside the
 # language-adaptive weights: how strongly each block's qkv weight changes with the expression, and
 # how different expressions generate different weights.
 
 # %% tags=["parameters"]
-run_name = "train-shapes-tiny-svd"  # run directory to inspect (under save_ckpt_dir)
-save_ckpt_dir = ""  # empty: runs/ in the repository
-image_path = ""  # an image to ground expressions in; empty: the first val image of the run's dataset
-texts = []  # expressions for that image; empty: the dataset's own val expressions of that image
-n_gallery = 6  # successes and failures shown each
-report_dir = ""  # if non-empty, figures are also written to <report_dir>/figures/
-panel = True  # JupyterLab: an interactive panel to ground your own expressions (papermill runs pass False)
-smoke = False  # inspect the smoke run of 02_train instead (under .cache/smoke/runs)
+run_name: str = "train-shapes-tiny-svd"  # run directory to inspect (under save_ckpt_dir)
+save_ckpt_dir: str = ""  # empty: runs/ in the repository
+image_path: str = ""  # an image to ground expressions in; empty: the first val image of the run's dataset
+texts: list[str] = []  # expressions for that image; empty: the dataset's own val expressions of that image
+n_gallery: int = 6  # successes and failures shown each
+report_dir: str = ""  # if non-empty, figures are also written to <report_dir>/figures/
+panel: bool = True  # JupyterLab: an interactive panel to ground your own expressions (papermill runs pass False)
+smoke: bool = False  # inspect the smoke run of 02_train instead (under .cache/smoke/runs)
 
 # %%
-from vglaw.notebook import resolve_parameters
+from vglaw.workbook.params import resolve_parameters
 
 P = resolve_parameters(globals())
 
@@ -44,12 +44,12 @@ from IPython.display import display
 
 from vglaw.data import RefDataset
 from vglaw.data.tokenizer import load_tokenizer
-from vglaw.evaluate import load_model_from_checkpoint
-from vglaw.lab import compare, grounding_panel
-from vglaw.law_analysis import generated_weights, pairwise_distance, relative_update
-from vglaw.paths import default_runs_dir, repo_root, reports_dir, resolve_path
-from vglaw.predict import overlay, predict
-from vglaw.visualize import draw_panels
+from vglaw.eval.evaluate import load_model_from_checkpoint
+from vglaw.workbook.lab import compare, grounding_panel
+from vglaw.workbook.law_analysis import generated_weights, pairwise_distance, relative_update
+from vglaw.utils.paths import default_runs_dir, repo_root, reports_dir, resolve_path
+from vglaw.eval.predict import overlay, predict
+from vglaw.eval.visualize import draw_panels
 
 runs = resolve_path(P.save_ckpt_dir, repo_root() / ".cache" / "smoke" / "runs" if P.smoke else default_runs_dir())
 run_dir = runs / P.run_name
@@ -72,13 +72,11 @@ if P.image_path:
     image, texts = resolve_path(P.image_path, repo_root()), list(P.texts)
 else:
     # The val image with the most distinct referred objects, one expression for each.
-    refs_of = {}
-    for i in range(len(ds)):
-        r = ds.record(i)
-        refs_of.setdefault(r["image_id"], {}).setdefault(r["ref_id"], (i, r["phrase"]))
+    refs_of = ds.refs_by_image()
     image_id = max(refs_of, key=lambda k: len(refs_of[k]))
-    image = ds.record(next(iter(refs_of[image_id].values()))[0])["image_path"]
-    texts = list(P.texts) or [phrase for _, phrase in refs_of[image_id].values()][:4]
+    first = list(refs_of[image_id].values())
+    image = ds.image_path(first[0])
+    texts = list(P.texts) or [ds.phrases[i] for i in first][:4]
 if not texts:
     raise ValueError("texts is empty: give expressions for image_path")
 fig, axes = plt.subplots(1, len(texts), figsize=(3.6 * len(texts), 3.8), squeeze=False)
@@ -99,9 +97,8 @@ plt.close(fig)
 # %%
 predictions = json.loads((run_dir / "predictions_val.json").read_text())
 order = np.argsort([p["box_iou"] for p in predictions])
-index_of = {ds.record(i)["sent_id"]: i for i in range(len(ds))}
 for title, chosen in (("successes", order[::-1][:P.n_gallery]), ("failures", order[:P.n_gallery])):
-    picks = [index_of[int(predictions[j]["sent_id"])] for j in chosen]
+    picks = [ds.index_of(predictions[j]["sent_id"]) for j in chosen]
     grid, _ = draw_panels(ds, predictions, picks, ncols=min(P.n_gallery, 6))
     ious = ", ".join(f"{predictions[j]['box_iou']:.2f}" for j in chosen)
     grid.suptitle(f"{title}: box IoU {ious}")

@@ -11,10 +11,10 @@ import subprocess
 
 import pytest
 
-from vglaw import workbook
-from vglaw.ablation import experiment_name, grid, grid_label, run_ablation
+from vglaw.workbook import runner as workbook
+from vglaw.workbook.ablation import experiment_name, grid, grid_label, run_ablation
 from vglaw.config import LAW_TYPES
-from vglaw.paths import repo_root
+from vglaw.utils.paths import repo_root
 from vglaw.train import TrainConfig
 
 

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vglaw.ablation import ablation_stats, grid_label, hierarchical_bootstrap, reading, sentence_scores
-from vglaw.reports import ablation_table, plot_ablation, write_ablation_table
+from vglaw.workbook.ablation import ablation_stats, grid_label, hierarchical_bootstrap, reading, sentence_scores
+from vglaw.workbook.reports import ablation_table, plot_ablation, write_ablation_table
 
 
 def _run(root, law_type, seed, box_iou, mask=None, sent_ids=None, **knobs):

@@ -7,7 +7,7 @@ ms = pytest.importorskip("mindspore")
 
 from vglaw import build_model  # noqa: E402
 from vglaw.data.tokenizer import load_tokenizer  # noqa: E402
-from vglaw.law_analysis import generated_weights, pairwise_cosine, relative_update  # noqa: E402
+from vglaw.workbook.law_analysis import generated_weights, pairwise_cosine, relative_update  # noqa: E402
 
 SMALL = dict(vit_dim=32, vit_depth=2, vit_heads=2, window_size=4, global_blocks=(1,), text_layers=1,
              law_rank=4, img_size=64)
@@ -46,7 +46,7 @@ def test_scalings_measure_change_from_one():
 
 
 def test_pairwise_distance_by_hand():
-    from vglaw.law_analysis import pairwise_distance
+    from vglaw.workbook.law_analysis import pairwise_distance
 
     # 2 expressions, 1 block, Phi 1x2: [3, 4] and [3, 4.5] -> distance 0.5, mean norm (5 + 5.41) / 2
     gen = np.array([[[[3.0, 4.0]]], [[[3.0, 4.5]]]])

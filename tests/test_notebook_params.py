@@ -2,7 +2,7 @@
 
 import pytest
 
-from vglaw.notebook import NotebookParameterError, literal_assignments, resolve_parameters
+from vglaw.workbook.params import NotebookParameterError, literal_assignments, resolve_parameters
 
 PARAMS_CELL = 'dataset = "shapes"  # which dataset\nmax_epochs = 3  # epochs\nlr = 1e-4  # base LR\nsmoke = False  # quick run\ntag = None  # optional label\n'
 

@@ -10,7 +10,7 @@ import pickle
 import numpy as np
 import pytest
 
-from vglaw.pickle_safe import UnsafePickleError, safe_load, safe_loads
+from vglaw.utils.pickle_safe import UnsafePickleError, safe_load, safe_loads
 
 
 class _Evil:

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from vglaw.notebook import literal_assignments
-from vglaw.paths import repo_root
+from vglaw.workbook.params import literal_assignments
+from vglaw.utils.paths import repo_root
 
 README = repo_root() / "README.md"
 

@@ -3,7 +3,7 @@ runs on different data are different rows with different cards."""
 
 import json
 
-from vglaw.reports import protocol_card, rec_table, scan_runs
+from vglaw.workbook.reports import protocol_card, rec_table, scan_runs
 
 
 def _run(root, name, fingerprint):

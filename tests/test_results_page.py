@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from vglaw.ablation import ablation_stats, reading
-from vglaw.reports import write_ablation_table
-from vglaw.results_page import (BrowserNotFound, find_browser, page_values, render_in_browser,
-                                write_results_page)
+from vglaw.workbook.ablation import ablation_stats, reading
+from vglaw.workbook.reports import write_ablation_table
+from vglaw.workbook.results_page import (BrowserNotFound, find_browser, page_values, render_in_browser,
+                                         write_results_page)
 
 MAIN = "train-shapes-tiny-svd"
 
@@ -145,6 +145,6 @@ def test_chromium_reports_a_missing_figure(site):
 
 
 def test_percent_formatting():
-    from vglaw.results_page import _pct
+    from vglaw.workbook.results_page import _pct
 
     assert _pct(0.11147) == "11.1" and _pct(0.9999) == "100.0" and _pct(None) == "" and _pct(math.nan) == ""

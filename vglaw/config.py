@@ -11,10 +11,16 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-__all__ = ["ModelConfig", "PRESETS", "LAW_TYPES", "POS_RESIZE_RULES", "POS_TABLES", "AUTHORS_FIDELITY",
-           "make_model_config", "config_from_dict"]
+__all__ = ["ModelConfig", "PRESETS", "LAW_TYPES", "MODES", "DEVICE_TARGETS", "LOSS_WEIGHTS", "POS_RESIZE_RULES",
+           "POS_TABLES", "AUTHORS_FIDELITY", "make_model_config", "config_from_dict"]
 
-LAW_TYPES = ("none", "la", "od1", "od2", "od3", "svd")
+# The choice lists every layer checks against, defined here only (train config, CLIs, notebooks).
+LAW_TYPES = ("none", "la", "od1", "od2", "od3", "svd")  # vglaw.models.law: add a new type there
+MODES = ("GRAPH", "PYNATIVE")                             # mindspore execution modes (--mode_name)
+DEVICE_TARGETS = ("CPU", "GPU", "Ascend")                 # mindspore.set_device (--device_target)
+# The four loss weights (DESIGN §3.5): ModelConfig field -> the seed's TrainConfig flag that sets it.
+LOSS_WEIGHTS = {"loss_l1": "bbox_loss_coef", "loss_giou": "xiou_loss_coef", "loss_focal": "focal_loss_coef",
+                "loss_dice": "dice_loss_coef"}
 TEXT_POOLS = ("cls", "mean")
 POS_RESIZE_RULES = ("torch", "mindspore")  # vglaw.models.resize.bicubic_resize_matrix
 POS_TABLES = ("token", "pretrain")
@@ -180,7 +186,7 @@ def _validate(cfg: ModelConfig) -> None:
         _fail("law_blocks is empty; use law_type='none' for a passive backbone")
     if not 0.0 <= cfg.drop_path < 1.0 or not 0.0 <= cfg.hidden_dropout < 1.0:
         _fail("drop_path and hidden_dropout must lie in [0, 1)")
-    for name in ("loss_l1", "loss_giou", "loss_focal", "loss_dice"):
+    for name in LOSS_WEIGHTS:
         if getattr(cfg, name) < 0:
             _fail(f"{name} must be >= 0, got {getattr(cfg, name)!r}")
 

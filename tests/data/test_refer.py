@@ -10,7 +10,7 @@ from pycocotools import mask as mask_utils
 
 from vglaw.data import DataNotFoundError, RefDataset, preprocess
 from vglaw.data.refer import read_refer, split_matches, to_rle
-from vglaw.pickle_safe import UnsafePickleError, safe_load
+from vglaw.utils.pickle_safe import UnsafePickleError, safe_load
 
 
 def _ds(root, cache, dataset, split_by, split):

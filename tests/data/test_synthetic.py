@@ -8,7 +8,7 @@ import pytest
 
 from vglaw.data import RefDataset, ensure_shapes, generate_shapes, preprocess
 from vglaw.data.synthetic import COLOURS, SHAPES, _matching
-from vglaw.pickle_safe import safe_load
+from vglaw.utils.pickle_safe import safe_load
 
 _KINDS = [(r"\b(to the )?left of\b", "left of"), (r"\b(to the )?right of\b", "right of"),
           (r"\b(above|over)\b", "above"), (r"\b(below|under)\b", "below"),

@@ -30,7 +30,7 @@ def val_ds(shapes_data):
 def tiny_model():
     import mindspore
 
-    from vglaw.evaluate import setup_mindspore
+    from vglaw.eval.cli import setup_mindspore
     from vglaw.models import build_model
 
     setup_mindspore("CPU", "PYNATIVE")

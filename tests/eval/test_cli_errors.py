@@ -54,7 +54,7 @@ def test_corrupt_and_foreign_checkpoints_are_one_line_exit_2(shapes_data, tmp_pa
 
 
 def test_test_split_of_a_dataset_without_one_is_refused(tiny_ckpt, shapes_data, capsys):
-    from vglaw.evaluate import main
+    from vglaw.eval.evaluate import main
     with pytest.raises(SystemExit) as exc:
         main(["--checkpoint", str(tiny_ckpt), "--dataset", "shapes", "--split_by", "unc", "--split", "test",
               "--data_root", str(shapes_data[0]), "--cache_dir", str(shapes_data[1])])
@@ -64,7 +64,7 @@ def test_test_split_of_a_dataset_without_one_is_refused(tiny_ckpt, shapes_data, 
 
 
 def test_run_main_codes_and_one_line(capsys, monkeypatch):
-    from vglaw.errors import run_main
+    from vglaw.utils.errors import run_main
     from vglaw.models.checkpoint import CheckpointError
     monkeypatch.delenv("VGLAW_DEBUG", raising=False)
 
@@ -84,7 +84,7 @@ def test_run_main_codes_and_one_line(capsys, monkeypatch):
 
 
 def test_predict_composites_alpha_over_white(tmp_path):
-    from vglaw.predict import load_image
+    from vglaw.eval.predict import load_image
     rgba = np.zeros((4, 4, 4), np.uint8)
     rgba[..., 0] = 200          # hidden red under full transparency
     rgba[:2, :, 3] = 255        # top half opaque red
@@ -100,7 +100,7 @@ def test_predict_composites_alpha_over_white(tmp_path):
 
 
 def test_expression_of_unknown_words_warns(tiny_model, tokenizer, caplog):
-    from vglaw.predict import predict
+    from vglaw.eval.predict import predict
     image = np.full((32, 48, 3), 90, np.uint8)
     with caplog.at_level(logging.WARNING, logger="vglaw"):
         res = predict(tiny_model, tokenizer, image, "☂☂")
@@ -114,7 +114,7 @@ def test_expression_of_unknown_words_warns(tiny_model, tokenizer, caplog):
 def test_failed_notebook_is_its_cells_error_on_one_line(capsys, monkeypatch):
     from papermill.exceptions import PapermillExecutionError
 
-    from vglaw.errors import run_main
+    from vglaw.utils.errors import run_main
     monkeypatch.delenv("VGLAW_DEBUG", raising=False)
 
     def failing(ename, evalue):
@@ -129,8 +129,8 @@ def test_failed_notebook_is_its_cells_error_on_one_line(capsys, monkeypatch):
 
 
 def test_visualize_and_pretrain_user_errors_exit_2(tmp_path, capsys):
-    from vglaw.pretrain import main as pretrain_main
-    from vglaw.visualize import main as visualize_main
+    from vglaw.train.pretrain import main as pretrain_main
+    from vglaw.eval.visualize import main as visualize_main
     with pytest.raises(SystemExit) as exc:
         visualize_main(["--checkpoint", str(tmp_path / "none.ckpt"), "--dataset", "shapes", "--split_by", "unc",
                         "--out_dir", str(tmp_path)])
@@ -138,4 +138,4 @@ def test_visualize_and_pretrain_user_errors_exit_2(tmp_path, capsys):
     assert capsys.readouterr().err == f"python -m vglaw.visualize: error: --checkpoint {tmp_path / 'none.ckpt'} does not exist\n"
     assert pretrain_main(["--dataset", "refcoco", "--data_root", str(tmp_path), "--runs_dir", str(tmp_path / "r")]) == 2
     [line] = capsys.readouterr().err.splitlines()
-    assert line.startswith("python -m vglaw.pretrain: error: ") and "data/README.md" in line
+    assert line.startswith("python -m vglaw.train.pretrain: error: ") and "data/README.md" in line

@@ -5,9 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from vglaw.evaluate import evaluate_split, format_table, main, sigmoid
-from vglaw.io import rle_to_mask
-from vglaw.metrics import box_ious, mask_inter_union
+from vglaw.eval.evaluate import evaluate_split, format_table, main, sigmoid
+from vglaw.utils.io import rle_to_mask
+from vglaw.eval.metrics import box_ious, mask_inter_union
 
 KEYS = ["n", "prec@0.5", "prec@0.6", "prec@0.7", "prec@0.8", "prec@0.9", "box_miou", "miou", "oiou",
         "miou_canvas"]

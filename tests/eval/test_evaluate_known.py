@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from vglaw.data.pipeline import RefBatches
-from vglaw.evaluate import evaluate_split, sigmoid
-from vglaw.io import rle_to_mask
+from vglaw.eval.evaluate import evaluate_split, sigmoid
+from vglaw.utils.io import rle_to_mask
 
 SIZE, MAX_LEN, BATCH = 64, 20, 3
 F = [1.0, 0.95, 0.85, 0.75, 0.65, 0.55, 0.45]           # box IoU of sample k (GT width x f_k)

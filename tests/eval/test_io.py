@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from vglaw.io import read_json, write_json_atomic
+from vglaw.utils.io import read_json, write_json_atomic
 
 
 def test_write_json_atomic_roundtrip_and_no_tmp_left(tmp_path):
@@ -23,7 +23,7 @@ def test_failed_write_keeps_old_file(tmp_path):
 
 
 def test_rle_roundtrip_non_square():
-    from vglaw.io import mask_to_rle, rle_to_mask
+    from vglaw.utils.io import mask_to_rle, rle_to_mask
 
     m = np.zeros((7, 13), np.uint8)
     m[2:5, 3:11] = 1

@@ -9,7 +9,7 @@ import pytest
 
 matplotlib.use("Agg")
 
-from vglaw.lab import compare, grounding_panel, list_runs  # noqa: E402
+from vglaw.workbook.lab import compare, grounding_panel, list_runs  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -17,7 +17,7 @@ def law_model(tiny_ckpt):
     """The untrained tiny model with a non-zero Phi generator (its last layer starts at zero)."""
     import mindspore as ms
 
-    from vglaw.evaluate import load_model_from_checkpoint
+    from vglaw.eval.evaluate import load_model_from_checkpoint
 
     model = load_model_from_checkpoint(tiny_ckpt)
     w = model.law.fc2_weight

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from vglaw.data.transforms import Letterbox, make_letterbox
-from vglaw.metrics import GroundingMeter, binarize, mask_inter_union
+from vglaw.eval.metrics import GroundingMeter, binarize, mask_inter_union
 
 
 def test_mask_back_to_original_non_square():

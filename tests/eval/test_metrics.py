@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from vglaw.metrics import (GroundingMeter, box_ious, canvas_inter_union, mask_inter_union,
-                           precision_at, safe_iou)
+from vglaw.eval.metrics import (GroundingMeter, box_ious, canvas_inter_union, mask_inter_union,
+                                precision_at, safe_iou)
 
 
 def test_box_iou_hand_computed():

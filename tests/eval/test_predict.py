@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vglaw.predict import count_tokens, load_image, overlay, predict
+from vglaw.eval.predict import count_tokens, load_image, overlay, predict
 
 
 def test_predict_in_original_pixels(tiny_model, tokenizer, val_ds):
@@ -95,7 +95,7 @@ def test_predict_cli_writes_png_and_prints_box(tiny_ckpt, val_ds, tmp_path):
 
 
 def test_predict_cli_errors(tiny_ckpt, tmp_path, capsys):
-    from vglaw.predict import main
+    from vglaw.eval.predict import main
 
     with pytest.raises(SystemExit, match="does not exist"):
         main(["--checkpoint", str(tmp_path / "missing.ckpt"), "--image", "x.png", "--text", "a"])

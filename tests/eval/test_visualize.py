@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vglaw.evaluate import evaluate_split
-from vglaw.visualize import draw_panels, main, pick_indices
+from vglaw.eval.evaluate import evaluate_split
+from vglaw.eval.visualize import draw_panels, main, pick_indices
 
 
 @pytest.fixture(scope="module")
@@ -32,8 +32,8 @@ def test_each_panel_draws_its_own_prediction(val_ds, tmp_path):
     prediction with that sample's sent_id (box and IoUs in the title), nothing else."""
     from matplotlib.patches import Rectangle
 
-    from vglaw.io import mask_to_rle
-    from vglaw.visualize import GT_COLOR, PRED_COLOR
+    from vglaw.utils.io import mask_to_rle
+    from vglaw.eval.visualize import GT_COLOR, PRED_COLOR
     import matplotlib.colors as mcolors
 
     preds = []

@@ -16,7 +16,7 @@ from mindspore import Tensor  # noqa: E402
 
 from vglaw.models.bert import BertEncoder, hf_to_ms_name, ms_to_hf_name  # noqa: E402
 from vglaw.models.weights import WeightsError, load_text_encoder  # noqa: E402
-from vglaw.paths import default_text_encoder_dir  # noqa: E402
+from vglaw.utils.paths import default_text_encoder_dir  # noqa: E402
 
 MINILM = dict(vocab_size=30522, hidden=384, heads=12, ffn=1536)
 

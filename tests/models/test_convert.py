@@ -17,8 +17,8 @@ import mindspore as ms
 from mindspore import Tensor
 
 from vglaw.config import AUTHORS_FIDELITY, make_model_config
-from vglaw.convert import (UNUSED_OFFICIAL, ConversionError, _our_shape, convert_official, convert_to_official,
-                           load_official_backbone, main, official_layout, official_shapes)
+from vglaw.models.convert import (UNUSED_OFFICIAL, ConversionError, _our_shape, convert_official, convert_to_official,
+                                  load_official_backbone, main, official_layout, official_shapes)
 from vglaw.models import build_model
 from vglaw.models.checkpoint import CARRIED_PREFIX, load_model, read_checkpoint, save_checkpoint, save_model
 
@@ -124,7 +124,7 @@ def test_converted_model_computes_with_mindspores_resize(tmp_path):
     cfg = make_model_config("paper", **SMALL_AUTHORS)
     src = _write_plain(tmp_path / "o.ckpt", _random_official(official_shapes(cfg), seed=1, scale=0.1))
     convert_official(src, tmp_path / "ours.ckpt", **SMALL_AUTHORS)
-    from vglaw.evaluate import load_model_from_checkpoint
+    from vglaw.eval.evaluate import load_model_from_checkpoint
     a = load_model_from_checkpoint(tmp_path / "ours.ckpt")  # as evaluate / predict build it
     assert a.config == make_model_config("paper", **SMALL_AUTHORS)
     b = build_model("paper", "svd", **dict(SMALL_AUTHORS, pos_table="token"))
@@ -238,7 +238,7 @@ def test_truncated_file_is_refused(tmp_path, capsys):
     assert "is truncated or not a MindSpore checkpoint" in _one_line(e)
     assert main(["--official", str(src), "--out", str(tmp_path / "x.ckpt")]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("vglaw.convert: error:") and "\n" not in err
+    assert err.startswith("vglaw.models.convert: error:") and "\n" not in err
 
 
 def test_backbone_only_passed_as_full_is_refused(tmp_path):

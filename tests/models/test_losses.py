@@ -13,8 +13,8 @@ ms = pytest.importorskip("mindspore")
 from mindspore import Tensor  # noqa: E402
 
 from vglaw import boxes  # noqa: E402
-from vglaw.losses import (GroundingLoss, box_cxcywh_to_xyxy, box_giou, dice_loss, giou_loss,  # noqa: E402
-                          l1_loss, sigmoid_focal_loss)
+from vglaw.models.losses import (GroundingLoss, box_cxcywh_to_xyxy, box_giou, dice_loss, giou_loss,  # noqa: E402
+                                 l1_loss, sigmoid_focal_loss)
 
 
 @pytest.fixture(autouse=True)

@@ -13,7 +13,7 @@ ms = pytest.importorskip("mindspore")
 from mindspore import Tensor  # noqa: E402
 
 from vglaw.config import make_model_config  # noqa: E402
-from vglaw.losses import GroundingLoss  # noqa: E402
+from vglaw.models.losses import GroundingLoss  # noqa: E402
 from vglaw.models import VGLAW, build_model  # noqa: E402
 
 from _model_helpers import SMALL, make_inputs as _inputs, perturb_generator  # noqa: E402

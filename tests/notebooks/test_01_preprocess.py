@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from vglaw.paths import repo_root
+from vglaw.utils.paths import repo_root
 
 NOTEBOOK = repo_root() / "notebooks" / "01_preprocess.ipynb"
 
@@ -25,7 +25,7 @@ def test_source_notebook_has_no_outputs():
     code = [c for c in nb["cells"] if c["cell_type"] == "code"]
     assert all(not c.get("outputs") and c.get("execution_count") is None for c in code)
     assert code[0]["metadata"].get("tags") == ["parameters"]
-    assert "".join(code[1]["source"]) == ("from vglaw.notebook import resolve_parameters\n\n"
+    assert "".join(code[1]["source"]) == ("from vglaw.workbook.params import resolve_parameters\n\n"
                                           "P = resolve_parameters(globals())")
 
 

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from vglaw.data import ensure_shapes
-from vglaw.paths import repo_root
+from vglaw.utils.paths import repo_root
 
 NOTEBOOK = repo_root() / "notebooks" / "01_preprocess.ipynb"
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import jupytext
 import pytest
 
-from vglaw.paths import repo_root
-from vglaw.workbook import NOTEBOOKS, run_notebook
+from vglaw.utils.paths import repo_root
+from vglaw.workbook.runner import NOTEBOOKS, run_notebook
 
 NB_DIR = repo_root() / "notebooks"
 

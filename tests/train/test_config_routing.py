@@ -9,6 +9,7 @@ import pytest
 
 from _inprocess import train
 from _train_helpers import cli_args
+from vglaw.train.optim import no_weight_decay
 
 LOSS = {"bbox_loss_coef": 1.5, "xiou_loss_coef": 2.5, "focal_loss_coef": 3.5, "dice_loss_coef": 4.5}
 LR = {"lang": 1e-4, "visual": 3e-4, "base": 7e-4}
@@ -99,9 +100,9 @@ def test_lr_groups_warmup_and_drop_epoch_reach_the_optimizer(built):
 def test_weight_decay_reaches_the_optimizer(built):
     opt = built["optimizer"]
     wd = {p.name: float(w) for p, w in zip(opt._parameters, opt.weight_decay)}
-    matrices = [wd[p.name] for p in opt._parameters if len(p.shape) >= 2]
+    matrices = [wd[p.name] for p in opt._parameters if not no_weight_decay(p.name, p.shape)]
     assert matrices and matrices == pytest.approx([WD] * len(matrices))
-    assert {wd[p.name] for p in opt._parameters if len(p.shape) <= 1} == {0.0}
+    assert {wd[p.name] for p in opt._parameters if no_weight_decay(p.name, p.shape)} == {0.0}
 
 
 def test_clip_norm_and_accumulation_reach_the_train_step(built):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from mindspore import nn, ops
 
-from vglaw.train.optim import Schedule, build_optimizer, effective_lrs, optimizer_state
+from vglaw.train.optim import Schedule, build_optimizer, effective_lrs, no_weight_decay, optimizer_state
 from vglaw.train.schedule import lr_factor
 
 
@@ -83,8 +83,12 @@ def test_real_model_groups_and_decay():
     assert any(g == "base" and n.startswith("law.") for n, g in group_of.items())
     assert effective_lrs(opt, group_of) == pytest.approx({"lang": 1e-5, "visual": 2e-5, "base": 1e-4})
     decay = dict(zip([p.name for p in opt._parameters], opt.decay_flags))
-    assert all(not decay[p.name] for p in model.trainable_params() if len(p.shape) == 1)
-    assert all(decay[p.name] for p in model.trainable_params() if len(p.shape) >= 2)
+    assert all(decay[p.name] != no_weight_decay(p.name, p.shape) for p in model.trainable_params())
+    # timm's rule (issue 11): vectors, and by name the position tables and the LAW generator's
+    # batched LayerNorm/bias tensors; matrices such as qkv, P and the embeddings decay
+    assert not any(decay[n] for n in ("backbone.pos_embed", "backbone.blocks.0.attn.rel_pos_h",
+                                      "law.ln_gamma", "law.ln_beta", "law.fc1_bias", "law.fc2_bias"))
+    assert all(decay[n] for n in ("backbone.blocks.0.attn.qkv.weight", "law.P", "law.fc1_weight"))
     # weight decay is decoupled and only on matrices
     wd = dict(zip([p.name for p in opt._parameters], [float(w) for w in opt.weight_decay]))
     assert wd[next(p.name for p in model.trainable_params() if len(p.shape) >= 2)] == pytest.approx(1e-4)

@@ -20,7 +20,7 @@ def test_default_head_overfits_a_few_dozen_sentences(tiny_data):
     from vglaw.data import RefDataset
     from vglaw.data.pipeline import RefBatches
     from vglaw.data.tokenizer import load_tokenizer
-    from vglaw.losses import GroundingLoss
+    from vglaw.models.losses import GroundingLoss
 
     ms.set_context(mode=ms.GRAPH_MODE)
     np.random.seed(0)

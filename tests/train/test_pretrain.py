@@ -15,14 +15,14 @@ BACKBONE = {k: v for k, v in TINY_MODEL.items() if k in ("img_size", "window_siz
 
 
 def _cfg(**kw):
-    from vglaw.pretrain import PretrainConfig
+    from vglaw.train.pretrain import PretrainConfig
     return PretrainConfig(**{**dict(updates=3, batch_size=4, warmup=1, model_overrides=dict(BACKBONE)), **kw})
 
 
 def test_reads_train_split_images_only(tiny_data, monkeypatch):
     import vglaw.data.cache as cache
     from vglaw.data import RefDataset
-    from vglaw.pretrain import PretrainData
+    from vglaw.train.pretrain import PretrainData
     read = []
     real = cache.load_rgb
     monkeypatch.setattr(cache, "load_rgb", lambda p: read.append(Path(p).name) or real(p))
@@ -37,7 +37,7 @@ def test_reads_train_split_images_only(tiny_data, monkeypatch):
 
 
 def test_targets_match_the_instances(tiny_data):
-    from vglaw.pretrain import PretrainData
+    from vglaw.train.pretrain import PretrainData
     data = PretrainData(tiny_data["data_root"], "shapes", "unc", tiny_data["cache_dir"], 64)
     images, cls, ltrb = data.batch([0, 1, 2], None, translate=False, flip=False)
     assert images.shape == (3, 3, 64, 64) and cls.shape == (3, 16, 16) and ltrb.shape == (3, 16, 16, 4)
@@ -57,7 +57,7 @@ def test_pretrain_saves_a_backbone_that_loads_strictly_and_is_reused(tiny_data, 
     import mindspore as ms
     import vglaw
     from vglaw.models.checkpoint import save_model
-    from vglaw.pretrain import PretrainedBackboneError, ensure_pretrained, load_pretrained_backbone
+    from vglaw.train.pretrain import PretrainedBackboneError, ensure_pretrained, load_pretrained_backbone
     ms.set_context(mode=ms.GRAPH_MODE)
     kw = dict(data_root=tiny_data["data_root"], cache_dir=tiny_data["cache_dir"], runs_dir=tmp_path,
               progress=False)

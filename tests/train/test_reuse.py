@@ -17,7 +17,7 @@ from _train_helpers import REPO, TINY_MODEL, env
 SNIPPET = """
 import json, logging, sys
 logging.basicConfig(level=logging.INFO)
-from vglaw.runs import train_or_reuse
+from vglaw.workbook.runs import train_or_reuse
 from vglaw.train import TrainConfig
 a = json.loads(sys.argv[1])
 print("RUN_DIR", train_or_reuse(TrainConfig(**a)))

@@ -110,7 +110,7 @@ def test_run_dir_files_are_complete_and_valid(full_run):
     assert metrics["val"]["prec@0.5"] == pytest.approx(status["best_val_prec50"])
     assert metrics["val"]["box_miou"] == pytest.approx(best["box_miou"], abs=1e-6)
 
-    from vglaw.evaluate import load_model_from_checkpoint
+    from vglaw.eval.evaluate import load_model_from_checkpoint
     model = load_model_from_checkpoint(full_run / "best.ckpt")
     assert model.config.law_type == "svd"
 

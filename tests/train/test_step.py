@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 
 from _train_helpers import DETERMINISTIC, TINY_MODEL
-from vglaw.train.optim import Schedule, build_optimizer
+from vglaw.train.optim import Schedule, build_optimizer, no_weight_decay
 from vglaw.train.step import NonFiniteLossError, TrainStep
 
 
 def _setup(accum: int, use_jit: bool, clip: float = 0.0, eps: float = 1e-8, lr: float = 1e-3):
     from vglaw import build_model
-    from vglaw.losses import GroundingLoss
+    from vglaw.models.losses import GroundingLoss
     ms.set_context(mode=ms.PYNATIVE_MODE)
     ms.set_seed(0)
     over = {k: tuple(v) if isinstance(v, list) else v for k, v in TINY_MODEL.items()}
@@ -111,10 +111,10 @@ def test_clip_norm_scales_the_gradient_to_the_clip():
     for p, g in zip(weights, grads):
         gc = g * clip / norm
         want = p0[p.name] - (0.1 * gc / (np.sqrt(0.001 * gc ** 2) + 1.0)
-                             + (1e-4 * p0[p.name] if len(p.shape) >= 2 else 0.0))
+                             + (0.0 if no_weight_decay(p.name, p.shape) else 1e-4 * p0[p.name]))
         np.testing.assert_allclose(p1[p.name], want, rtol=1e-3, atol=1e-7, err_msg=p.name)
 
 
 def _loss_fn(model):
-    from vglaw.losses import GroundingLoss
+    from vglaw.models.losses import GroundingLoss
     return GroundingLoss.from_config(model.config)

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from vglaw.io import file_sha256
+from vglaw.utils.io import file_sha256
 from vglaw.data.refer import (DATASETS, README_HINT, check_names, dataset_paths, decode_rle,
                               read_refer, split_matches)
 
@@ -327,6 +327,19 @@ class RefDataset:
     def load_image(self, i: int) -> np.ndarray:
         """The image of sample i as (H, W, 3) uint8 RGB."""
         return load_rgb(self.image_path(i))
+
+    def index_of(self, sent_id: int) -> int:
+        """The index of the sentence `sent_id` in this split (KeyError if it is not in it)."""
+        if not hasattr(self, "_index_of"):
+            self._index_of = {int(s): i for i, s in enumerate(self.sent_ids)}
+        return self._index_of[int(sent_id)]
+
+    def refs_by_image(self) -> dict[int, dict[int, int]]:
+        """{image_id: {ref_id: index of the ref's first sentence}}, in dataset order."""
+        out: dict[int, dict[int, int]] = {}
+        for i, (image_id, ref_id) in enumerate(zip(self.image_ids.tolist(), self.ref_ids.tolist())):
+            out.setdefault(image_id, {}).setdefault(ref_id, i)
+        return out
 
 
 def load_rgb(path: str | Path) -> np.ndarray:

@@ -1,7 +1,8 @@
 """The MindSpore input pipeline: fixed-shape batches of letterboxed samples, sharded.
 
 `RefBatches` assembles whole batches in NumPy (one Python call per batch rather than per sample,
-phrases tokenised once up front), and `build_dataset` wraps it in a `GeneratorDataset`. MindSpore
+phrases tokenised once up front; `set_epoch` re-orders it for the next epoch without reading or
+tokenising again), and `as_dataset` wraps it in a `GeneratorDataset` (`build_dataset`: both). MindSpore
 is imported here only, lazily, so `import vglaw.data` stays light.
 """
 
@@ -14,7 +15,7 @@ from vglaw.data.refer import decode_rle
 from vglaw.data.tokenizer import tokenize
 from vglaw.data.transforms import flip_phrase, transform_sample
 
-__all__ = ["COLUMNS", "RefBatches", "build_dataset", "shard_order"]
+__all__ = ["COLUMNS", "RefBatches", "as_dataset", "build_dataset", "shard_order"]
 
 COLUMNS = ["image", "input_ids", "attention_mask", "box", "mask", "letterbox", "index"]
 
@@ -54,10 +55,10 @@ class RefBatches:
         if batch_size < 1 or img_size < 8 or max_len < 2:
             raise ValueError(f"bad batch_size/img_size/max_len: {batch_size}, {img_size}, {max_len}")
         self.ds, self.img_size, self.batch_size = ref_ds, img_size, batch_size
-        self.train, self.translate, self.seed, self.epoch = train, translate, seed, epoch
-        self.order = shard_order(len(ref_ds), train=train, seed=seed, epoch=epoch,
-                                 num_shards=num_shards, shard_id=shard_id)
+        self.train, self.translate, self.seed = train, translate, seed
+        self.num_shards, self.shard_id = num_shards, shard_id
         self.drop_remainder = train if drop_remainder is None else drop_remainder
+        self.set_epoch(epoch)
         self.records = [ref_ds.record(i) for i in range(len(ref_ds))]
         phrases = [r["phrase"] for r in self.records]
         self.ids, self.attn = tokenize(tokenizer, phrases, max_len)
@@ -66,9 +67,19 @@ class RefBatches:
         self.ids_f, self.attn_f = (tokenize(tokenizer, self.flipped, max_len) if train
                                    else (self.ids, self.attn))
 
-    def __len__(self) -> int:
+    def set_epoch(self, epoch: int, *, start: int = 0, stop: int | None = None) -> "RefBatches":
+        """Serve batches [start, stop) of epoch `epoch`'s order (a resume starts inside an epoch; the
+        train loop stops at whole accumulations). Records and tokenised phrases are kept. Returns self."""
+        self.epoch = epoch
+        self.order = shard_order(len(self.ds), train=self.train, seed=self.seed, epoch=epoch,
+                                 num_shards=self.num_shards, shard_id=self.shard_id)
         n = len(self.order)
-        return n // self.batch_size if self.drop_remainder else -(-n // self.batch_size)
+        whole = n // self.batch_size if self.drop_remainder else -(-n // self.batch_size)
+        self.start, self.stop = start, whole if stop is None else min(stop, whole)
+        return self
+
+    def __len__(self) -> int:
+        return max(self.stop - self.start, 0)
 
     def sample(self, i: int):
         """Model inputs of dataset sample i (one row of a batch)."""
@@ -87,6 +98,7 @@ class RefBatches:
     def __getitem__(self, b: int):
         if not 0 <= b < len(self):
             raise IndexError(b)
+        b += self.start
         idx = self.order[b * self.batch_size:(b + 1) * self.batch_size]
         rows = [self.sample(int(i)) for i in idx]
         return (np.stack([r[0] for r in rows]),                       # image (B, 3, S, S) f32
@@ -111,12 +123,19 @@ def build_dataset(ref_ds, tokenizer, *, img_size: int, max_len: int, batch_size:
     without the GIL); with python_multiprocessing, processes instead (MindSpore forks them and
     returns batches through shared memory). Either way the batches are the same, in order.
     """
-    import mindspore.dataset as msds
-
     source = RefBatches(ref_ds, tokenizer, img_size=img_size, max_len=max_len,
                         batch_size=batch_size, train=train, translate=translate, seed=seed,
                         epoch=epoch, num_shards=num_shards, shard_id=shard_id,
                         drop_remainder=drop_remainder)
+    return as_dataset(source, num_parallel_workers=num_parallel_workers,
+                      python_multiprocessing=python_multiprocessing)
+
+
+def as_dataset(source: RefBatches, *, num_parallel_workers: int = 1, python_multiprocessing: bool = False):
+    """A `mindspore.dataset.GeneratorDataset` (columns COLUMNS) over `source` as it stands now
+    (its epoch and batch window); the one place the pipeline builds a GeneratorDataset."""
+    import mindspore.dataset as msds
+
     # Batches come pre-assembled; threads (the default) avoid copying the source per worker.
     return msds.GeneratorDataset(source, column_names=COLUMNS, shuffle=False,
                                  num_parallel_workers=num_parallel_workers,

@@ -11,12 +11,12 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 from pycocotools import mask as mask_utils
 
-from vglaw.pickle_safe import safe_load
+from vglaw.utils.pickle_safe import safe_load
+from vglaw.utils.io import rle_to_mask
 
-__all__ = ["DATASETS", "IMAGE_DIRS", "DataNotFoundError", "check_names", "allowed_splits",
+__all__ = ["DATASETS", "DEFAULT_SPLIT_BY", "SPLIT_BYS", "SPLITS", "IMAGE_DIRS", "DataNotFoundError", "check_names", "allowed_splits",
            "split_matches", "dataset_paths", "read_refer", "to_rle", "decode_rle", "ReferSample",
            "README_HINT"]
 
@@ -32,6 +32,12 @@ DATASETS: dict[str, dict[str, tuple[str, ...]]] = {
     "shapes": {"unc": ("train", "val", "testA", "testB")},
     "shapes_rle": {"berkeley": ("train", "val", "test")},
 }
+# Every split_by and split name of the table (CLI choices); which combinations exist: `check_names`.
+SPLIT_BYS = tuple(sorted({sb for by in DATASETS.values() for sb in by}))
+SPLITS = tuple(dict.fromkeys(s for by in DATASETS.values() for splits in by.values() for s in splits))
+# The split_by a dataset uses when none is given (the one its papers report).
+DEFAULT_SPLIT_BY = {"refcoco": "unc", "refcoco+": "unc", "refcocog": "umd", "refclef": "berkeley",
+                    "shapes": "unc", "shapes_rle": "berkeley"}
 # Image folder under data_root; instances.json `file_name` is relative to it.
 IMAGE_DIRS = {
     "refcoco": "images/mscoco/images/train2014", "refcoco+": "images/mscoco/images/train2014",
@@ -123,12 +129,8 @@ def to_rle(segmentation, height: int, width: int) -> dict:
             "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts}
 
 
-def decode_rle(rle: dict) -> np.ndarray:
-    """Compressed RLE -> (H, W) uint8 in {0, 1}."""
-    m = mask_utils.decode({"size": rle["size"], "counts": rle["counts"]})
-    if m.ndim == 3:  # defensive: a list of RLEs decodes to (H, W, N); union like the refer helper
-        m = m.sum(axis=2)
-    return (m > 0).astype(np.uint8)
+# Compressed RLE -> (H, W) uint8 in {0, 1}: the one decoder, vglaw.utils.io.rle_to_mask.
+decode_rle = rle_to_mask
 
 
 @dataclass

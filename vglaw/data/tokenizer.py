@@ -18,7 +18,7 @@ def load_tokenizer(vocab_dir: str | Path | None = None):
     from transformers import BertTokenizerFast
 
     if vocab_dir is None:
-        from vglaw.paths import default_text_encoder_dir
+        from vglaw.utils.paths import default_text_encoder_dir
         vocab_dir = default_text_encoder_dir()
     vocab = Path(vocab_dir) / "vocab.txt"
     if not vocab.is_file():

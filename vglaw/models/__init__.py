@@ -1,4 +1,5 @@
-"""VG-LAW model parts: backbone (vit), text encoder (bert), LAW (law), heads, the full model."""
+"""VG-LAW model parts: text encoder (bert), LAW (law), backbone (vit), heads, the full model (vglaw),
+its losses (losses); weights in and out: weights, resize, checkpoint, convert (the authors' format)."""
 
 from vglaw.models.vglaw import VGLAW, build_model
 

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from vglaw.config import LOSS_WEIGHTS
+
 __all__ = ["META_KEY", "CARRIED_PREFIX", "SOFT_CONFIG_FIELDS", "CheckpointError", "LoadReport", "save_checkpoint", "read_checkpoint", "save_model",
            "load_model"]
 
@@ -28,12 +30,12 @@ log = logging.getLogger("vglaw")
 
 META_KEY = "__vglaw_meta__"
 # Tensors a checkpoint carries for another codebase but that are no model parameter (the authors'
-# unused BERT pooler, kept so `vglaw.convert` round trips are the identity): never loaded, never unexpected.
+# unused BERT pooler, kept so `vglaw.models.convert` round trips are the identity): never loaded, never unexpected.
 CARRIED_PREFIX = "__carried__."
 # Config fields that change training, not the parameters or the forward pass in eval: a
 # checkpoint that differs only in these loads (with a warning), e.g. fine-tuning with other loss weights.
-SOFT_CONFIG_FIELDS = frozenset({"loss_l1", "loss_giou", "loss_focal", "loss_dice", "use_mask", "focal_alpha",
-                                "focal_gamma", "drop_path", "hidden_dropout"})
+SOFT_CONFIG_FIELDS = frozenset({*LOSS_WEIGHTS, "use_mask", "focal_alpha", "focal_gamma", "drop_path",
+                                "hidden_dropout"})
 
 
 class CheckpointError(ValueError):
@@ -82,7 +84,7 @@ def _fsync_path(path: Path, directory: bool = False) -> None:
 def save_checkpoint(path: str | Path, params: dict, meta: dict | None = None, *, store_meta: bool = True) -> Path:
     """Write `params` ({name: Tensor | Parameter | ndarray}) and JSON-able `meta` to `path`, atomically.
 
-    store_meta=False writes the tensors only (a file for another codebase, e.g. `vglaw.convert`)."""
+    store_meta=False writes the tensors only (a file for another codebase, e.g. `vglaw.models.convert`)."""
     from mindspore import Tensor
     path = Path(path)
     if META_KEY in params:

@@ -10,6 +10,7 @@ import numpy as np
 from mindspore import Parameter, Tensor, nn, ops
 
 from vglaw.models.init import init_rng
+from vglaw.models.resize import linear_resize_matrix
 
 __all__ = ["sincos_2d", "RECHead", "RESHead", "MultiTaskHead", "align_corners_matrix"]
 
@@ -97,16 +98,8 @@ class RECHead(nn.Cell):
 
 
 def align_corners_matrix(n_in: int, n_out: int) -> np.ndarray:
-    """(n_out, n_in) 1-D linear interpolation matrix with align_corners=True."""
-    m = np.zeros((n_out, n_in), np.float32)
-    scale = (n_in - 1) / (n_out - 1) if n_out > 1 else 0.0
-    for i in range(n_out):
-        src = i * scale
-        x0 = min(int(np.floor(src)), n_in - 1)
-        x1 = min(x0 + 1, n_in - 1)
-        m[i, x0] += 1.0 - (src - x0)
-        m[i, x1] += src - x0
-    return m
+    """(n_out, n_in) float32 1-D linear interpolation matrix with align_corners=True."""
+    return linear_resize_matrix(n_in, n_out, align_corners=True).astype(np.float32)
 
 
 class RESHead(nn.Cell):

@@ -33,14 +33,19 @@ class WeightsError(ValueError):
     raise it; `vglaw.models.weights` re-exports it."""
 
 
-def linear_resize_matrix(n_in: int, n_out: int) -> np.ndarray:
-    """(n_out, n_in) matrix of torch `F.interpolate(mode="linear", align_corners=False)`.
+def linear_resize_matrix(n_in: int, n_out: int, *, align_corners: bool = False) -> np.ndarray:
+    """(n_out, n_in) float64 matrix of torch `F.interpolate(mode="linear", align_corners=...)`, the
+    project's one 1-D linear interpolation (rel-pos tables: False; the RES head's upsampling: True).
 
-    Negative source coordinates are clamped to 0 and the right neighbour to n_in - 1 (torch)."""
+    align_corners=False: half-pixel centres, negative source coordinates clamped to 0 (torch);
+    True: the end samples map onto each other. The right neighbour is clamped to n_in - 1."""
     m = np.zeros((n_out, n_in), np.float64)
-    scale = n_in / n_out
+    if align_corners:
+        scale = (n_in - 1) / (n_out - 1) if n_out > 1 else 0.0
+    else:
+        scale = n_in / n_out
     for o in range(n_out):
-        src = max((o + 0.5) * scale - 0.5, 0.0)
+        src = o * scale if align_corners else max((o + 0.5) * scale - 0.5, 0.0)
         i0 = min(int(math.floor(src)), n_in - 1)
         i1 = min(i0 + 1, n_in - 1)
         lam = src - i0

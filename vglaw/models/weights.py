@@ -67,13 +67,13 @@ def load_text_encoder(model_or_bert, hf_dir: str | Path | None = None) -> Weight
 
     Takes layers 0..n-1 of the file (n = the encoder's layer count); a `bert.` prefix (from a
     `BertFor...` checkpoint) is stripped; the pooler, extra layers and buffers are ignored.
-    Default folder: `vglaw.paths.default_text_encoder_dir()` (all-MiniLM-L6-v2).
+    Default folder: `vglaw.utils.paths.default_text_encoder_dir()` (all-MiniLM-L6-v2).
     """
     from safetensors.numpy import load_file
 
     from vglaw.models.bert import hf_to_ms_name
     if hf_dir is None:
-        from vglaw.paths import default_text_encoder_dir
+        from vglaw.utils.paths import default_text_encoder_dir
         hf_dir = default_text_encoder_dir()
     hf_dir = Path(hf_dir)
     bert = _text_encoder_of(model_or_bert)
@@ -161,7 +161,7 @@ def load_vitdet(model_or_backbone, pkl_path: str | Path, *, name_map: Callable[[
     RPN, ROI heads) is ignored and listed. With strict=True (default) a backbone parameter without
     a value, or a backbone.net key without a parameter, is an error.
     """
-    from vglaw.pickle_safe import safe_load
+    from vglaw.utils.pickle_safe import safe_load
     pkl_path = Path(pkl_path)
     if not pkl_path.is_file():
         raise FileNotFoundError(f"{pkl_path} not found (detectron2 ViTDet checkpoint, e.g. model_final_61ccd1.pkl)")

@@ -7,7 +7,8 @@ Files: config.py (fields, presets' recipes), cli.py (flags), schedule.py (warmup
 optim.py (AdamW LR groups), step.py (jit train step, accumulation), state.py (run directory, its
 lock, resumable checkpoints), bookkeeping.py (what a resume may change, config.json's `resumes`),
 resources.py (memory / time estimate before the model is built), distributed.py (msrun data
-parallel), loop.py (run_training).
+parallel), loop.py (run_training, in phases), pretrain.py (backbone pretraining on train-split
+instances, `python -m vglaw.train.pretrain`).
 Importing this package does not import MindSpore.
 """
 

@@ -34,14 +34,16 @@ import signal
 import sys
 from typing import Sequence
 
-from vglaw.train.config import (DATASETS, DEVICE_TARGETS, LAW_TYPES, LR_SCHEDULERS, MODES, SELECT_METRICS,
-                                VIT_MODELS, ConfigError, TrainConfig, resolve_config)
+from vglaw.config import DEVICE_TARGETS, LAW_TYPES, MODES, PRESETS
+from vglaw.data.refer import DATASETS, SPLIT_BYS
+from vglaw.train.config import (LR_SCHEDULERS, SELECT_METRICS, VIT_MODELS, ConfigError, TrainConfig,
+                                resolve_config)
 
 __all__ = ["build_parser", "parse_config", "main"]
 
-CHOICES = {"dataset": DATASETS, "law_type": LAW_TYPES, "lr_scheduler": LR_SCHEDULERS, "mode_name": MODES,
-           "device_target": DEVICE_TARGETS, "vit_model": VIT_MODELS, "preset": ("paper", "tiny"),
-           "splitBy": ("unc", "umd", "google", "berkeley"), "select_metric": SELECT_METRICS}
+CHOICES = {"dataset": tuple(DATASETS), "law_type": LAW_TYPES, "lr_scheduler": LR_SCHEDULERS, "mode_name": MODES,
+           "device_target": DEVICE_TARGETS, "vit_model": VIT_MODELS, "preset": tuple(PRESETS),
+           "splitBy": SPLIT_BYS, "select_metric": SELECT_METRICS}
 NARGS = {"drop_epochs": int, "eval_splits": str}
 FLAGS = ("resume", "overwrite", "allow_changes", "force")  # store_true only
 
@@ -104,7 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Exit codes: 0 done, 2 a user error (one line on stderr: bad flag or value, missing or refused
     file, run directory held by another process or by a finished run, refused resume, changed data),
     1 a runtime failure (non-finite loss, anything unexpected). --debug / VGLAW_DEBUG=1: traceback."""
-    from vglaw.errors import run_main
+    from vglaw.utils.errors import run_main
     parser = build_parser()
     debug = parser.parse_known_args(argv)[0].debug
     cfg = parse_config(argv, parser)

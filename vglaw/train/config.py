@@ -14,22 +14,19 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
-__all__ = ["TrainConfig", "RECIPES", "DATASETS", "DEFAULT_SPLIT_BY", "LAW_TYPES", "LR_SCHEDULERS",
-           "MODES", "DEVICE_TARGETS", "VIT_MODELS", "SELECT_METRICS", "MASK_METRICS", "selection_value",
-           "resolve_config", "ConfigError"]
+# Choice lists shared with the model and the data layer live there (one definition each).
+from vglaw.config import DEVICE_TARGETS, LAW_TYPES, LOSS_WEIGHTS, MODES
+from vglaw.data.refer import DATASETS, DEFAULT_SPLIT_BY
 
-DATASETS = ("refcoco", "refcoco+", "refcocog", "refclef", "shapes", "shapes_rle")
-DEFAULT_SPLIT_BY = {"refcoco": "unc", "refcoco+": "unc", "refcocog": "umd", "refclef": "berkeley",
-                    "shapes": "unc", "shapes_rle": "berkeley"}
-LAW_TYPES = ("none", "la", "od1", "od2", "od3", "svd")
+__all__ = ["TrainConfig", "RECIPES", "LR_SCHEDULERS", "VIT_MODELS", "SELECT_METRICS", "MASK_METRICS",
+           "selection_value", "resolve_config", "ConfigError"]
+
 LR_SCHEDULERS = ("step", "cosine")
-MODES = ("GRAPH", "PYNATIVE")
-DEVICE_TARGETS = ("CPU", "GPU", "Ascend")
 # vitdet_b_mrcnn: initialise the backbone from detectron2's ViTDet-B Mask R-CNN .pkl (--vit_model_path);
-# vitdet_b_ms: the same backbone as the authors' release ships it (ms_model_final_61ccd1.ckpt, vglaw.convert);
+# vitdet_b_ms: the same backbone as the authors' release ships it (ms_model_final_61ccd1.ckpt, vglaw.models.convert);
 # scratch: random init.
 # shapes_pretrained: the tiny backbone pretrained on the synthetic set's train-split instances
-# (vglaw.pretrain, DESIGN §4.2b), from --vit_model_path or built once and reused.
+# (vglaw.train.pretrain, DESIGN §4.2b), from --vit_model_path or built once and reused.
 VIT_MODELS = ("vitdet_b_mrcnn", "vitdet_b_ms", "shapes_pretrained", "scratch")
 
 
@@ -45,7 +42,7 @@ MASK_METRICS = ("miou", "oiou", "box_miou+miou")  # need use_mask (a trained RES
 
 
 def selection_value(metrics: dict, select_metric: str) -> float:
-    """The number `select_metric` names in `metrics` (vglaw.evaluate's fractions); higher is better."""
+    """The number `select_metric` names in `metrics` (vglaw.eval.evaluate's fractions); higher is better."""
     if select_metric not in SELECT_METRICS:
         raise ConfigError(f"select_metric {select_metric!r} is not allowed; expected one of {list(SELECT_METRICS)}")
     parts = select_metric.split("+")
@@ -89,7 +86,7 @@ class TrainConfig:
     warmup_steps: int | None = None     # warmup length in optimiser updates (wins over warmup_epochs)
     weight_decay: float = 1e-4          # AdamW decoupled decay; never on norms and biases
     clip_norm: float = 0.15             # global-norm clip of the (averaged) gradient; <= 0: off
-    bbox_loss_coef: float = 1.0         # seed names of the four loss weights
+    bbox_loss_coef: float = 1.0         # seed names of the four loss weights (vglaw.config.LOSS_WEIGHTS)
     xiou_loss_coef: float = 1.0
     focal_loss_coef: float = 1.0
     dice_loss_coef: float = 1.0
@@ -175,7 +172,7 @@ def resolve_config(cfg: TrainConfig) -> TrainConfig:
             raise ConfigError(f"{name} {v!r} is not allowed; expected one of {list(allowed)}")
 
     choice("preset", tuple(PRESETS))
-    choice("dataset", DATASETS)
+    choice("dataset", tuple(DATASETS))
     choice("law_type", LAW_TYPES)
     choice("lr_scheduler", LR_SCHEDULERS)
     choice("mode_name", MODES)
@@ -195,7 +192,7 @@ def resolve_config(cfg: TrainConfig) -> TrainConfig:
     choice("vit_model", VIT_MODELS, out)
     if out.splitBy is None:
         out.splitBy = DEFAULT_SPLIT_BY[out.dataset]
-    from vglaw.data.refer import DATASETS as SPLITS_OF
+    SPLITS_OF = DATASETS
     if out.splitBy not in SPLITS_OF[out.dataset]:
         raise ConfigError(f"splitBy {out.splitBy!r} is not allowed for {out.dataset}; "
                           f"expected one of {list(SPLITS_OF[out.dataset])}")
@@ -231,8 +228,7 @@ def resolve_config(cfg: TrainConfig) -> TrainConfig:
                           f"expected one of {[m for m in SELECT_METRICS if m not in MASK_METRICS]}")
     if isinstance(out.eval_every_steps, bool) or not isinstance(out.eval_every_steps, int):
         raise ConfigError(f"eval_every_steps must be an integer >= 0, got {out.eval_every_steps!r}")
-    for name in ("weight_decay", "bbox_loss_coef", "xiou_loss_coef", "focal_loss_coef",
-                 "dice_loss_coef", "eval_every", "eval_every_steps", "ckpt_every"):
+    for name in ("weight_decay", *LOSS_WEIGHTS.values(), "eval_every", "eval_every_steps", "ckpt_every"):
         if getattr(out, name) < 0:
             raise ConfigError(f"{name} must be >= 0, got {getattr(out, name)!r}")
     if not 0.0 < out.drop_rate <= 1.0:
@@ -263,9 +259,8 @@ def model_config(cfg: TrainConfig):
     for name in ("img_size", "max_len", "law_rank"):
         if getattr(cfg, name) is not None:
             over[name] = getattr(cfg, name)
-    over.update(law_type=cfg.law_type, use_mask=cfg.use_mask, loss_l1=cfg.bbox_loss_coef,
-                loss_giou=cfg.xiou_loss_coef, loss_focal=cfg.focal_loss_coef,
-                loss_dice=cfg.dice_loss_coef)
+    over.update(law_type=cfg.law_type, use_mask=cfg.use_mask)
+    over.update({field: getattr(cfg, flag) for field, flag in LOSS_WEIGHTS.items()})
     try:
         return make_model_config(cfg.preset, **over)
     except ValueError as exc:

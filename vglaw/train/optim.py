@@ -2,8 +2,8 @@
 
 `model.param_groups()` splits the trainable parameters into lang (text encoder, `lr_lang`),
 visual (ViT incl. the qkv W0/b0, `lr_visual`) and base (LAW generator + heads, `lr_base`). Each is
-split again into decayed matrices and undecayed vectors (biases, LayerNorm gamma/beta), so the
-optimiser holds up to six groups. `nn.AdamWeightDecay` is MindSpore's decoupled AdamW (it runs on
+split again into decayed and undecayed parameters (`no_weight_decay`: biases, norms, position
+tables, by name), so the optimiser holds up to six groups. `nn.AdamWeightDecay` is MindSpore's decoupled AdamW (it runs on
 CPU in 2.10); its moments are named `adam_m.<param>` / `adam_v.<param>` and its update counter
 `global_step`, which the schedule reads, so a checkpoint of `optimizer_state` resumes all three.
 """
@@ -15,7 +15,7 @@ from mindspore import nn
 
 from vglaw.train.schedule import WarmupDropLR, lr_factor
 
-__all__ = ["GROUPS", "build_optimizer", "group_lrs", "effective_lrs", "optimizer_state", "Schedule"]
+__all__ = ["GROUPS", "NO_DECAY_NAMES", "no_weight_decay", "build_optimizer", "group_lrs", "effective_lrs", "optimizer_state", "Schedule"]
 
 GROUPS = ("lang", "visual", "base")
 
@@ -50,9 +50,22 @@ class Schedule:
                    drop_rate=cfg.drop_rate, scheduler=cfg.lr_scheduler, total_steps=total)
 
 
+# What AdamW does not decay, by name as timm does (`param_groups_weight_decay` + the model's
+# `no_weight_decay()` set): biases and LayerNorm gain/shift (MindSpore's gamma/beta), including the
+# LAW generator's batched (n, 1, h) `fc*_bias` / `ln_gamma` / `ln_beta`, and the position tables. An
+# "ndim <= 1" rule alone decays those, pulling la/od's fc2_bias (initialised to 1) towards 0.
+NO_DECAY_NAMES = ("bias", "gamma", "beta", "pos_embed", "rel_pos_h", "rel_pos_w")
+
+
+def no_weight_decay(name: str, shape=()) -> bool:
+    """True for a parameter AdamW leaves undecayed: every vector, and the names ending in
+    NO_DECAY_NAMES (`x.bias`, `law.fc1_bias`, `norm1.gamma`, `law.ln_beta`, `backbone.pos_embed`, ...)."""
+    leaf = name.rsplit(".", 1)[-1]
+    return len(shape) <= 1 or any(leaf == n or leaf.endswith("_" + n) for n in NO_DECAY_NAMES)
+
+
 def _no_decay(p) -> bool:
-    # Vectors are biases and LayerNorm gamma/beta: decaying them only fights the normalisation.
-    return len(p.shape) <= 1
+    return no_weight_decay(p.name, p.shape)
 
 
 def build_optimizer(model, schedule: Schedule, weight_decay: float = 1e-4, eps: float = 1e-8):

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vglaw.io import write_json_atomic
+from vglaw.utils.io import write_json_atomic
 from vglaw.models.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
 from vglaw.train.config import ConfigError
 

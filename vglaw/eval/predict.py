@@ -69,7 +69,7 @@ def predict(model, tokenizer, image, text: str, *, threshold: float = 0.5, forwa
         image: path or (H, W, 3) uint8 RGB.
         text: the referring expression; longer than max_len tokens -> truncated with a warning.
         threshold: mask probability threshold at the original resolution.
-        forward: optional prebuilt `vglaw.evaluate.make_forward(model)` (reuse one compiled
+        forward: optional prebuilt `vglaw.eval.evaluate.make_forward(model)` (reuse one compiled
             graph across many calls); default: op-by-op.
 
     Returns:
@@ -80,7 +80,7 @@ def predict(model, tokenizer, image, text: str, *, threshold: float = 0.5, forwa
     """
     from vglaw.data.tokenizer import tokenize
     from vglaw.data.transforms import prepare_image
-    from vglaw.evaluate import make_forward, sigmoid
+    from vglaw.eval.evaluate import make_forward, sigmoid
 
     if not isinstance(text, str) or not text.strip():
         raise ValueError("text is empty: give a referring expression such as 'the red circle'")
@@ -135,7 +135,7 @@ def overlay(image, result: dict, text: str | None = None, *, color=_COLOR_PRED, 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from vglaw.evaluate import add_device_args
+    from vglaw.eval.cli import add_device_args
 
     p = argparse.ArgumentParser(prog="python -m vglaw.predict", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -152,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Exit codes: 0 done, 2 a user error (one line on stderr), 1 a runtime failure; --debug or
     VGLAW_DEBUG=1 prints the traceback."""
-    from vglaw.errors import UsageExit, run_main
+    from vglaw.utils.errors import UsageExit, run_main
     parser = build_parser()
     args = parser.parse_args(argv)
     prog = parser.prog
@@ -172,8 +172,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _predict_cli(args, image: np.ndarray, prog: str) -> int:
     from vglaw.data.tokenizer import load_tokenizer
-    from vglaw.errors import UsageExit
-    from vglaw.evaluate import load_model_from_checkpoint, setup_mindspore
+    from vglaw.utils.errors import UsageExit
+    from vglaw.eval.cli import setup_mindspore
+    from vglaw.eval.evaluate import load_model_from_checkpoint
 
     setup_mindspore(args.device_target, args.mode_name)
     model = load_model_from_checkpoint(args.checkpoint)

@@ -34,7 +34,7 @@ def _weights_view(gen: np.ndarray, law_type: str) -> tuple[np.ndarray, str]:
 def compare(model, tokenizer, image, text: str, text2: str = "", *, threshold: float = 0.5):
     """Ground `text` (and `text2`, if given) in `image`; returns (figure, results).
 
-    results: one `vglaw.predict.predict` dict per expression, each with "weights": the generated
+    results: one `vglaw.eval.predict.predict` dict per expression, each with "weights": the generated
     weights per adaptive block (None for law_type none). Figure: row 1 the overlays; row 2 per
     adaptive block the first expression's weights and (with text2) the difference text − text2,
     each on its own symmetric colour scale.
@@ -43,8 +43,8 @@ def compare(model, tokenizer, image, text: str, text2: str = "", *, threshold: f
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    from vglaw.law_analysis import generated_weights
-    from vglaw.predict import load_image, overlay, predict
+    from vglaw.workbook.law_analysis import generated_weights
+    from vglaw.eval.predict import load_image, overlay, predict
 
     texts = [t for t in (text, text2) if t and t.strip()]
     if not texts:
@@ -104,7 +104,7 @@ def grounding_panel(runs_dir: str | Path, images: Sequence[tuple[str, str]], *, 
     from IPython.display import Image
 
     from vglaw.data.tokenizer import load_tokenizer
-    from vglaw.evaluate import load_model_from_checkpoint
+    from vglaw.eval.evaluate import load_model_from_checkpoint
 
     runs = list_runs(runs_dir)
     if not runs:

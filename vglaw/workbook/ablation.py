@@ -26,9 +26,9 @@ import numpy as np
 import pandas as pd
 
 from vglaw.config import LAW_TYPES
-from vglaw.io import read_json
-from vglaw.metrics import safe_iou
-from vglaw.reports import load_run, scan_runs
+from vglaw.utils.io import read_json
+from vglaw.eval.metrics import safe_iou
+from vglaw.workbook.reports import load_run, scan_runs
 
 __all__ = ["ABLATION_KNOBS", "STAT_METRICS", "FULL_GRID_SEEDS", "grid", "experiment_name", "run_ablation",
            "grid_label", "sentence_scores", "hierarchical_bootstrap", "ablation_stats", "reading"]
@@ -86,11 +86,11 @@ def run_ablation(base, law_types: Iterable[str], seeds: Iterable[int], *, prefix
                  extra: dict[str, Sequence[Any]] | None = None, train_fn=None) -> pd.DataFrame:
     """Train every missing grid point from the TrainConfig `base`; return the scanned results.
 
-    `train_fn(cfg) -> run_dir` defaults to `vglaw.runs.train_or_reuse`, which also resumes an
+    `train_fn(cfg) -> run_dir` defaults to `vglaw.workbook.runs.train_or_reuse`, which also resumes an
     interrupted point (a parameter for tests).
     """
     if train_fn is None:
-        from vglaw.runs import train_or_reuse as train_fn
+        from vglaw.workbook.runs import train_or_reuse as train_fn
     base_dict = dataclasses.asdict(base)
     runs_dir = Path(base.save_ckpt_dir)
     points = grid(list(law_types), list(seeds), extra)
@@ -143,7 +143,7 @@ def grid_label(law_types: Sequence[str], seeds: Sequence[int], updates: Sequence
 def sentence_scores(run_dir: str | Path, split: str = "val") -> pd.DataFrame:
     """Per-sentence scores of one run, indexed by sent_id, from `predictions_<split>.json`.
 
-    Columns (fractions): prec@0.5 (1.0 if box IoU >= 0.5, the hit of vglaw.metrics.precision_at),
+    Columns (fractions): prec@0.5 (1.0 if box IoU >= 0.5, the hit of vglaw.eval.metrics.precision_at),
     box_miou (the box IoU), miou (mask IoU = inter / union, NaN when the run has no masks).
     Their means over sentences are the run's metrics.json values.
     """

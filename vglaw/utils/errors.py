@@ -36,14 +36,14 @@ def user_error_classes() -> tuple[type, ...]:
     """Exceptions a user causes and can fix from the message alone (exit code 2)."""
     from vglaw.data.refer import DataNotFoundError
     from vglaw.models.checkpoint import CheckpointError
-    from vglaw.notebook import NotebookParameterError
-    from vglaw.pickle_safe import UnsafePickleError
+    from vglaw.workbook.params import NotebookParameterError
+    from vglaw.utils.pickle_safe import UnsafePickleError
     from vglaw.train.config import ConfigError
     # FileNotFoundError: a path the user gave (or a cache not built yet); DataNotFoundError is one
     classes = [ConfigError, FileNotFoundError, DataNotFoundError, CheckpointError, UnsafePickleError,
                NotebookParameterError]
     try:
-        from vglaw.pretrain import PretrainedBackboneError
+        from vglaw.train.pretrain import PretrainedBackboneError
         classes.append(PretrainedBackboneError)
     except ImportError:  # pragma: no cover - optional module
         pass

@@ -14,11 +14,37 @@ import json
 import logging
 from pathlib import Path
 
-from vglaw.reports import load_run
+from vglaw.workbook.reports import load_run
 
-__all__ = ["train_or_reuse", "config_differences", "run_differences"]
+__all__ = ["train_or_reuse", "config_differences", "run_differences", "notebook_train_config"]
 
 log = logging.getLogger("vglaw")
+
+
+def notebook_train_config(params, *, smoke_overrides: dict | None = None, **fixed):
+    """The resolved `TrainConfig` of a notebook's parameters (02_train, 03_ablations).
+
+    Every parameter named as a TrainConfig field is passed on (`split_by` is the field `splitBy`; an
+    empty string means None); data_root / cache_dir / save_ckpt_dir default to the repository's
+    data/, .cache/refer/ and runs/, or for `params.smoke` to .cache/smoke/{data,cache,runs} (smoke runs
+    never touch the default data or runs), where `smoke_overrides` then apply. `fixed`: values the
+    notebook itself sets (they win over the parameters, the smoke overrides over both).
+    """
+    from vglaw.train import TrainConfig, resolve_config
+    from vglaw.utils.paths import default_cache_dir, default_data_root, default_runs_dir, repo_root, resolve_path
+    values = dict(vars(params))
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    kw = {("splitBy" if k == "split_by" else k): (None if v == "" else v) for k, v in values.items()
+          if ("splitBy" if k == "split_by" else k) in fields}
+    smoke = bool(values.get("smoke"))
+    smoke_root = repo_root() / ".cache" / "smoke"
+    for name, default, smoke_dir in (("data_root", default_data_root, "data"), ("cache_dir", default_cache_dir, "cache"),
+                                     ("save_ckpt_dir", default_runs_dir, "runs")):
+        kw[name] = str(resolve_path(values.get(name, ""), smoke_root / smoke_dir if smoke else default()))
+    kw.update(fixed)
+    if smoke:
+        kw.update(smoke_overrides or {})
+    return resolve_config(TrainConfig(**kw))
 
 
 def config_differences(stored: dict, requested: dict) -> list[str]:

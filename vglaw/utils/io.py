@@ -84,7 +84,9 @@ def mask_to_rle(mask) -> dict:
 
 
 def rle_to_mask(rle: dict) -> np.ndarray:
-    """COCO RLE (counts str or bytes) -> (H, W) uint8 {0, 1}."""
+    """COCO RLE (counts str, bytes or an uncompressed list) -> (H, W) uint8 {0, 1}.
+
+    The project's one RLE decoder (`vglaw.data.refer.decode_rle` is this function)."""
     from pycocotools import mask as mask_utils
 
     counts = rle["counts"]
@@ -92,4 +94,7 @@ def rle_to_mask(rle: dict) -> np.ndarray:
         rle = mask_utils.frPyObjects(rle, *rle["size"])
     else:
         rle = {"size": list(rle["size"]), "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
-    return mask_utils.decode(rle).astype(np.uint8)
+    m = mask_utils.decode(rle)
+    if m.ndim == 3:  # defensive: a list of RLEs decodes to (H, W, N); union like the refer helper
+        m = m.sum(axis=2)
+    return (m > 0).astype(np.uint8)

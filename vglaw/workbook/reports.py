@@ -15,9 +15,9 @@ from typing import Any, Iterable
 
 import pandas as pd
 
-from vglaw.paper import paper_number
+from vglaw.workbook.paper import paper_number
 
-__all__ = ["SYNTHETIC_DATASETS", "val_evaluations", "load_run", "scan_runs", "rec_table", "res_table", "ablation_summary",
+__all__ = ["SYNTHETIC_DATASETS", "val_evaluations", "load_run", "scan_runs", "rec_table", "res_table", "runs_table", "ablation_summary",
            "ablation_table", "write_ablation_table", "to_markdown", "write_table", "plot_ablation", "protocol_card"]
 
 SYNTHETIC_DATASETS = ("shapes", "shapes_rle")
@@ -124,7 +124,8 @@ def protocol_card(row: pd.Series | dict) -> str:
 
 
 def _pct(x: Any) -> float | None:
-    return None if x is None or (isinstance(x, float) and math.isnan(x)) else round(100.0 * float(x), 2)
+    """A fraction as a percentage with one decimal, as every table prints it (None stays None)."""
+    return None if x is None or (isinstance(x, float) and math.isnan(x)) else round(100.0 * float(x), 1)
 
 
 def _table(df: pd.DataFrame, task: str, ours: list[tuple[str, str]]) -> pd.DataFrame:
@@ -159,7 +160,16 @@ def ablation_summary(df: pd.DataFrame, split: str = "val", by: Iterable[str] = (
         runs=("run", "count"), seeds=("seed", lambda s: ",".join(str(x) for x in sorted(s))),
         prec_mean=("prec@0.5", "mean"), prec_std=("prec@0.5", "std"),
         miou_mean=("miou", "mean"), miou_std=("miou", "std")).reset_index()
-    return out.round(2)
+    return out.round(1)
+
+
+def runs_table(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per finished run and split: Prec@0.5 and mIoU in %, one decimal; wall time in seconds."""
+    out = df[["run", "dataset", "split", "law_type", "seed", "epochs", "n"]].copy()
+    out["Prec@0.5 (%)"] = [_pct(v) for v in df["prec@0.5"]]
+    out["mIoU (%)"] = [_pct(v) for v in df["miou"]]
+    out["wall_s"] = [None if v is None or v != v else round(float(v), 1) for v in df["wall_s"]]
+    return out
 
 
 def to_markdown(df: pd.DataFrame) -> str:
@@ -191,8 +201,8 @@ def write_table(df: pd.DataFrame, name: str, out_dir: str | Path, title: str | N
 
 
 def _stat_metrics(stats: pd.DataFrame) -> dict[str, str]:
-    """The metrics of `vglaw.ablation.ablation_stats` present in `stats` (mask ones absent without masks)."""
-    from vglaw.ablation import STAT_METRICS
+    """The metrics of `vglaw.workbook.ablation.ablation_stats` present in `stats` (mask ones absent without masks)."""
+    from vglaw.workbook.ablation import STAT_METRICS
     return {m: label for m, label in STAT_METRICS.items() if m in stats and not stats[m].isna().all()}
 
 
@@ -218,7 +228,7 @@ def ablation_table(stats: pd.DataFrame) -> pd.DataFrame:
 
 def write_ablation_table(stats: pd.DataFrame, name: str, out_dir: str | Path, title: str) -> tuple[Path, Path]:
     """`<name>.md`: `ablation_table` with a legend; `<name>.csv`: the numbers of `stats` (percent);
-    `<name>_reading.txt`: `vglaw.ablation.reading` (which differences are significant), one sentence."""
+    `<name>_reading.txt`: `vglaw.workbook.ablation.reading` (which differences are significant), one sentence."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     level = stats.attrs.get("level", 0.95)
@@ -230,7 +240,7 @@ def write_ablation_table(stats: pd.DataFrame, name: str, out_dir: str | Path, ti
     _atomic_write(md, f"## {title}\n\n" + to_markdown(ablation_table(stats)) + "\n" + legend)
     # "runs" keeps the column name of the earlier ablation table (one run per seed and setting)
     _atomic_write(csv, stats.rename(columns={"n_seeds": "runs"}).round(3).to_csv(index=False))
-    from vglaw.ablation import reading  # the one-sentence reading 03 prints, for the results page
+    from vglaw.workbook.ablation import reading  # the one-sentence reading 03 prints, for the results page
 
     _atomic_write(out_dir / f"{name}_reading.txt", reading(stats) + "\n")
     return md, csv
@@ -238,7 +248,7 @@ def write_ablation_table(stats: pd.DataFrame, name: str, out_dir: str | Path, ti
 
 def plot_ablation(stats: pd.DataFrame, path: str | Path, title: str = "") -> Path:
     """Top: each metric's mean per setting with its CI; bottom: the paired difference vs the
-    reference with its CI (red bars: the CI excludes 0). Input: `vglaw.ablation.ablation_stats`."""
+    reference with its CI (red bars: the CI excludes 0). Input: `vglaw.workbook.ablation.ablation_stats`."""
     import matplotlib
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt

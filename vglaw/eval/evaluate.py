@@ -4,7 +4,7 @@ Every batch runs through one compiled forward (`mindspore.jit`) of a fixed batch
 partial batch is padded by repeating its last row and the padded results are dropped, so the graph
 is compiled once. Per expression, the predicted box (cx, cy, w, h normalised to the S x S canvas)
 is mapped to (x, y, w, h) ORIGINAL pixels and the mask probability to the ORIGINAL resolution
-through the sample's `Letterbox`; metrics come from `vglaw.metrics`.
+through the sample's `Letterbox`; metrics come from `vglaw.eval.metrics`.
 
     python -m vglaw.evaluate --checkpoint runs/x/best.ckpt --dataset shapes --split_by unc --split val
 """
@@ -19,22 +19,15 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from vglaw.data.refer import DATASETS as _DATA_TABLE
-from vglaw.io import mask_to_rle, read_json, write_json_atomic
-from vglaw.metrics import (CANVAS_THRESHOLD, DEFAULT_THRESHOLDS, GroundingMeter, binarize,
-                           box_ious, canvas_inter_union, mask_inter_union, prec_key)
+from vglaw.eval.cli import DATASETS, SPLIT_BYS, SPLITS, add_device_args, open_split, setup_mindspore
+from vglaw.utils.io import mask_to_rle, read_json, write_json_atomic
+from vglaw.eval.metrics import (CANVAS_THRESHOLD, DEFAULT_THRESHOLDS, GroundingMeter, binarize,
+                                box_ious, canvas_inter_union, mask_inter_union, prec_key)
 
 __all__ = ["evaluate_split", "make_forward", "load_model_from_checkpoint", "format_table",
-           "sigmoid", "main", "DATASETS", "SPLITS", "DEVICE_TARGETS", "MODES"]
+           "sigmoid", "build_parser", "main"]
 
 log = logging.getLogger("vglaw")
-
-# CLI choices, from the data layer's table (no MindSpore import); combinations are checked there.
-DATASETS = tuple(_DATA_TABLE)
-SPLIT_BYS = tuple(sorted({sb for d in _DATA_TABLE.values() for sb in d}))
-SPLITS = ("train", "val", "test", "testA", "testB", "testC")
-DEVICE_TARGETS = ("CPU", "GPU", "Ascend")
-MODES = ("GRAPH", "PYNATIVE")
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
@@ -218,8 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", required=True, choices=DATASETS)
     p.add_argument("--split_by", required=True, choices=SPLIT_BYS)
     p.add_argument("--split", default="val", choices=SPLITS)
-    p.add_argument("--data_root", type=Path, default=None, help="default: vglaw.paths.default_data_root()")
-    p.add_argument("--cache_dir", type=Path, default=None, help="default: vglaw.paths.default_cache_dir()")
+    p.add_argument("--data_root", type=Path, default=None, help="default: vglaw.utils.paths.default_data_root()")
+    p.add_argument("--cache_dir", type=Path, default=None, help="default: vglaw.utils.paths.default_cache_dir()")
     p.add_argument("--out_dir", type=Path, default=None,
                    help="default: <checkpoint dir>/eval_<ckpt stem>/<dataset>(<split_by>)")
     p.add_argument("--batch_size", type=int, default=8)
@@ -232,48 +225,10 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def add_device_args(p: argparse.ArgumentParser, mode_help: str | None = None) -> None:
-    """`--device_target` and `--mode_name` (shared by the eval/predict/visualize CLIs), for `setup_mindspore`."""
-    p.add_argument("--device_target", default="CPU", choices=DEVICE_TARGETS)
-    p.add_argument("--mode_name", default="PYNATIVE", choices=MODES, help=mode_help)
-
-
-def setup_mindspore(device_target: str, mode_name: str) -> None:
-    """`mindspore.set_device` + execution mode (shared by the eval/predict/visualize CLIs)."""
-    import mindspore
-
-    before = mindspore.get_context("device_target")
-    try:
-        mindspore.set_device(device_target)
-    except RuntimeError:
-        # The runtime already runs in this process (kernels executed before, e.g. in a notebook or a
-        # test session that ran models first): fine when it is on the requested device.
-        if before != device_target:
-            raise
-    mindspore.set_context(mode=mindspore.GRAPH_MODE if mode_name == "GRAPH" else mindspore.PYNATIVE_MODE)
-
-
-def open_split(dataset: str, split_by: str, split: str, data_root=None, cache_dir=None):
-    """RefDataset of a split; preprocesses `data_root` into `cache_dir` first if not cached yet."""
-    from vglaw import paths
-    from vglaw.data import RefDataset, cache_folder, check_names, read_manifest
-
-    check_names(dataset, split_by, split)
-    data_root = Path(data_root) if data_root is not None else paths.default_data_root()
-    cache_dir = Path(cache_dir) if cache_dir is not None else paths.default_cache_dir()
-    if read_manifest(cache_folder(cache_dir, dataset, split_by)) is None:
-        if not data_root.is_dir():
-            raise FileNotFoundError(f"no cache for {dataset}({split_by}) under {cache_dir} and the "
-                                    f"data root {data_root} does not exist")
-        log.info("no cache yet: preprocessing %s(%s) from %s", dataset, split_by, data_root)
-        return RefDataset(cache_dir, dataset, split_by, split, data_root=data_root)
-    return RefDataset(cache_dir, dataset, split_by, split)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Exit codes: 0 done, 2 a user error (one line on stderr), 1 a runtime failure; --debug or
     VGLAW_DEBUG=1 prints the traceback."""
-    from vglaw.errors import UsageExit, run_main
+    from vglaw.utils.errors import UsageExit, run_main
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -284,7 +239,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in ("mask_threshold", "canvas_threshold"):
         if not 0.0 <= getattr(args, name) <= 1.0:
             raise UsageExit(parser.prog, f"--{name} must lie in [0, 1], got {getattr(args, name)}")
-    stored = _DATA_TABLE.get(args.dataset, {}).get(args.split_by, ())
+    stored = DATASETS.get(args.dataset, {}).get(args.split_by, ())
     if args.split == "test" and stored and "test" not in stored:
         # the refer API's aggregate would silently score testA+testB... as one split
         raise UsageExit(parser.prog, f"{args.dataset}({args.split_by}) has no split 'test'; its splits are "
@@ -293,7 +248,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _evaluate_cli(args, prog: str) -> int:
-    from vglaw.errors import UsageExit
+    from vglaw.utils.errors import UsageExit
     setup_mindspore(args.device_target, args.mode_name)
     from vglaw.data.tokenizer import load_tokenizer
 
@@ -309,7 +264,7 @@ def _evaluate_cli(args, prog: str) -> int:
                                     canvas_threshold=args.canvas_threshold,
                                     with_masks=not args.no_masks, progress=not args.no_progress)
     out_dir = args.out_dir or _default_out_dir(args.checkpoint, args.dataset, args.split_by)
-    # Same shape as a run directory's metrics.json ({split: metrics}, see vglaw.reports), merged
+    # Same shape as a run directory's metrics.json ({split: metrics}, see vglaw.workbook.reports), merged
     # with splits evaluated earlier into the same folder.
     old = out_dir / "metrics.json"
     record = read_json(old) if old.is_file() else {}

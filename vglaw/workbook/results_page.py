@@ -1,14 +1,14 @@
 """`reports/index.html`: the workbook's results page, built from run directories and reports/.
 
-    python -m vglaw.results_page [--reports reports] [--runs runs] [--main_run train-shapes-tiny-svd]
+    python -m vglaw.workbook.results_page [--reports reports] [--runs runs] [--main_run train-shapes-tiny-svd]
                                  [--screenshot reports/results_page.png]
 
 One self-contained HTML file (inline style, no network; figures and notebook exports are
 relative links inside `reports/`, so it opens from `file://`), rendered with Jinja2 from
-`vglaw/templates/results_page.html.j2`: the main run's headline metrics on val/testA/testB with
+`vglaw/workbook/templates/results_page.html.j2`: the main run's headline metrics on val/testA/testB with
 its protocol card and time to accuracy, the REC/RES tables beside the paper, the law_type
 ablation with its CIs and one-sentence reading, the figures with captions that say what to look
-at, and links to each executed notebook. `vglaw.workbook reproduce` calls `write_results_page`
+at, and links to each executed notebook. `python -m vglaw.workbook reproduce` calls `write_results_page`
 at the end. `render_in_browser` drives headless Chromium (Debian's `chromium`) to check the page
 (every image loads) and to save a screenshot; it raises `BrowserNotFound` where none is installed.
 """
@@ -38,7 +38,7 @@ METRICS = (("prec@0.5", "Prec@0.5"), ("prec@0.7", "Prec@0.7"), ("prec@0.9", "Pre
            ("miou", "mask mIoU"), ("oiou", "mask oIoU"))
 SPLIT_ORDER = ("val", "testA", "testB", "test")
 TTA_THRESHOLDS = (0.5, 0.8, 0.9)
-NOTEBOOK_TIMES = "data/notebooks.json"  # under reports/: written by vglaw.workbook reproduce
+NOTEBOOK_TIMES = "data/notebooks.json"  # under reports/: written by `python -m vglaw.workbook reproduce`
 
 # What to look at in each figure the workbook writes (file name -> caption); others get a generic one.
 FIGURE_CAPTIONS = {
@@ -83,7 +83,7 @@ def _time_to_accuracy(evals: list[dict]) -> list[dict]:
 
 
 def _protocol(run_dir: Path, config: dict, status: dict) -> list[tuple[str, str]]:
-    from vglaw.reports import _find, _init_label
+    from vglaw.workbook.reports import _find, _init_label
 
     loaded = _find(config, "loaded_weights", {}) or {}
     updates = status.get("total_updates") or status.get("step")
@@ -116,7 +116,7 @@ def _main_run(runs_dir: Path, name: str) -> dict | None:
         return None
     splits = [s for s in SPLIT_ORDER if isinstance(metrics.get(s), dict)]
     splits += sorted(s for s, v in metrics.items() if isinstance(v, dict) and s not in splits)
-    from vglaw.reports import val_evaluations
+    from vglaw.workbook.reports import val_evaluations
 
     evals = val_evaluations(run_dir)
     return {"name": name, "dir": run_dir, "metrics": metrics, "splits": splits,
@@ -140,8 +140,8 @@ def _styled(df: pd.DataFrame, table_id: str, tooltips: pd.DataFrame | None = Non
 
 def _tables(runs: Path) -> list[dict]:
     """REC and RES of every finished run beside the paper, from the runs' own metrics (unrounded)."""
-    from vglaw.paper import paper_number
-    from vglaw.reports import protocol_card, scan_runs
+    from vglaw.workbook.paper import paper_number
+    from vglaw.workbook.reports import protocol_card, scan_runs
 
     df = scan_runs(runs)
     if df.empty:
@@ -245,7 +245,7 @@ def render_page(data: dict) -> str:
     """The page's HTML for `page_data(...)`."""
     import jinja2
 
-    env = jinja2.Environment(loader=jinja2.PackageLoader("vglaw", "templates"),
+    env = jinja2.Environment(loader=jinja2.PackageLoader("vglaw.workbook", "templates"),
                              autoescape=jinja2.select_autoescape(["html", "j2"]), undefined=jinja2.StrictUndefined)
     env.globals["pct"] = _pct
     return env.get_template("results_page.html.j2").render(**data)
@@ -373,9 +373,9 @@ def page_values(dom: str) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from vglaw.paths import default_runs_dir, reports_dir
+    from vglaw.utils.paths import default_runs_dir, reports_dir
 
-    ap = argparse.ArgumentParser(prog="python -m vglaw.results_page", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m vglaw.workbook.results_page", description=__doc__.splitlines()[0])
     ap.add_argument("--reports", default=None, help="reports folder (default: reports/ in the repository)")
     ap.add_argument("--runs", default=None, help="folder of run directories (default: runs/ in the repository)")
     ap.add_argument("--main_run", default=MAIN_RUN, help=f"run directory of the main run (default {MAIN_RUN})")

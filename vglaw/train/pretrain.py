@@ -35,6 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
+from vglaw.config import MODES
+
 __all__ = ["PretrainConfig", "BACKBONE_FIELDS", "PretrainData", "ensure_pretrained", "pretrain_backbone",
            "load_pretrained_backbone", "backbone_config", "PretrainedBackboneError", "CKPT_KIND"]
 
@@ -246,6 +248,7 @@ def pretrain_backbone(cfg: PretrainConfig, data: PretrainData, out_dir: str | Pa
     import mindspore as ms
     from mindspore import Tensor, nn, ops
     from vglaw.models.checkpoint import save_checkpoint
+    from vglaw.train.optim import no_weight_decay
 
     out_dir = Path(out_dir)
     t0 = time.time()
@@ -253,8 +256,8 @@ def pretrain_backbone(cfg: PretrainConfig, data: PretrainData, out_dir: str | Pa
     np.random.seed(cfg.seed)
     mcfg, net = _build(cfg, data.n_classes)
     params = net.trainable_params()
-    decay = [p for p in params if p.ndim > 1 and "pos_embed" not in p.name]
-    no_decay = [p for p in params if not (p.ndim > 1 and "pos_embed" not in p.name)]
+    decay = [p for p in params if not no_weight_decay(p.name, p.shape)]
+    no_decay = [p for p in params if no_weight_decay(p.name, p.shape)]
     lrs = Tensor(np.array([_lr_at(cfg, i) for i in range(cfg.updates)], np.float32))
     opt = nn.AdamWeightDecay([{"params": decay, "weight_decay": cfg.weight_decay},
                               {"params": no_decay, "weight_decay": 0.0}],
@@ -345,7 +348,7 @@ def ensure_pretrained(cfg: PretrainConfig, *, data_root, cache_dir, runs_dir, us
     """The `backbone.ckpt` for `cfg` on this data: reused when a finished folder with the same
     settings and data fingerprint exists under `<runs_dir>/pretrain/`, trained otherwise."""
     from vglaw.config import make_model_config
-    from vglaw.train.config import DEFAULT_SPLIT_BY
+    from vglaw.data.refer import DEFAULT_SPLIT_BY
     split_by = cfg.split_by or DEFAULT_SPLIT_BY[cfg.dataset]
     cfg = dataclasses.replace(cfg, split_by=split_by)
     mcfg = make_model_config(cfg.preset, **dict(cfg.model_overrides, law_type="none"))
@@ -376,7 +379,7 @@ def load_pretrained_backbone(model, path: str | Path) -> dict:
     if meta.get("kind") != CKPT_KIND:
         raise PretrainedBackboneError(
             f"{path} is not a pretrained backbone (metadata kind {meta.get('kind')!r}, expected "
-            f"{CKPT_KIND!r}); write one with `python -m vglaw.pretrain`, or use --pretrained_path for "
+            f"{CKPT_KIND!r}); write one with `python -m vglaw.train.pretrain`, or use --pretrained_path for "
             "a full VG-LAW checkpoint")
     want = backbone_config(model.config)
     found = meta.get("backbone_config", {})
@@ -401,7 +404,7 @@ def load_pretrained_backbone(model, path: str | Path) -> dict:
 
 # ----------------------------------------------------------------------------- CLI
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m vglaw.pretrain",
+    p = argparse.ArgumentParser(prog="python -m vglaw.train.pretrain",
                                 description="Pretrain the tiny backbone on train-split instances.")
     defaults = PretrainConfig()
     for f in dataclasses.fields(PretrainConfig):
@@ -415,12 +418,12 @@ def main(argv=None) -> int:
     p.add_argument("--data_root", default=None)
     p.add_argument("--cache_dir", default=None)
     p.add_argument("--runs_dir", default=None)
-    p.add_argument("--mode_name", choices=("GRAPH", "PYNATIVE"), default="GRAPH")
+    p.add_argument("--mode_name", choices=MODES, default="GRAPH")
     p.add_argument("--debug", action="store_true", help="print the traceback of an error (also VGLAW_DEBUG=1)")
     args = vars(p.parse_args(argv))
     debug = args.pop("debug")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from vglaw import paths
+    from vglaw.utils import paths
     from vglaw.data.refer import DATASETS
     if args["dataset"] not in DATASETS:
         p.error(f"--dataset {args['dataset']!r} is not allowed; expected one of {sorted(DATASETS)}")
@@ -430,21 +433,21 @@ def main(argv=None) -> int:
     mode = args.pop("mode_name")
     cfg = PretrainConfig(**args)
 
-    def body() -> int:  # known errors: one line, exit 2 (vglaw.errors)
+    def body() -> int:  # known errors: one line, exit 2 (vglaw.utils.errors)
         _prepare(cfg.dataset, cfg.split_by, data_root, cache_dir)
         import mindspore as ms
         ms.set_context(mode=ms.GRAPH_MODE if mode == "GRAPH" else ms.PYNATIVE_MODE)
         print(ensure_pretrained(cfg, data_root=data_root, cache_dir=cache_dir, runs_dir=runs_dir,
                                 use_jit=mode == "GRAPH"))
         return 0
-    from vglaw.errors import run_main
+    from vglaw.utils.errors import run_main
     return run_main(p.prog, body, debug)
 
 
 def _prepare(dataset: str, split_by: str | None, data_root: Path, cache_dir: Path) -> None:
     """Generate the synthetic set if it is the dataset and absent; build/reuse the cache."""
     from vglaw.data import preprocess
-    from vglaw.train.config import DEFAULT_SPLIT_BY
+    from vglaw.data.refer import DEFAULT_SPLIT_BY
     if dataset in ("shapes", "shapes_rle"):
         from vglaw.data import ensure_shapes
         ensure_shapes(data_root, dataset=dataset)

@@ -1,8 +1,8 @@
 """Checkpoints of the authors' MindSpore release <-> vglaw checkpoints (issue 12).
 
-    python -m vglaw.convert --official vglaw_official.ckpt --out ours.ckpt [--preset paper]
-    python -m vglaw.convert --official ms_model_final_61ccd1.ckpt --out backbone.ckpt   # backbone only
-    python -m vglaw.convert --to_official ours.ckpt --out theirs.ckpt
+    python -m vglaw.models.convert --official vglaw_official.ckpt --out ours.ckpt [--preset paper]
+    python -m vglaw.models.convert --official ms_model_final_61ccd1.ckpt --out backbone.ckpt   # backbone only
+    python -m vglaw.models.convert --to_official ours.ckpt --out theirs.ckpt
 
 The authors' `LAWNet` (`src/model_law.py`) and ours compute the same function (issue 12's
 comparison); the layouts differ where vglaw batches or renames:
@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from vglaw.config import AUTHORS_FIDELITY, ModelConfig, config_from_dict, make_model_config
-from vglaw.io import file_sha256
+from vglaw.utils.io import file_sha256
 from vglaw.models.resize import WeightsError, bicubic_resize_matrix, crop_or_resize_rel_pos, resize_abs_pos
 
 __all__ = ["ConversionError", "ConversionReport", "FIDELITIES", "official_layout", "official_shapes",
@@ -500,7 +500,7 @@ def load_official_backbone(model_or_backbone, path: str | Path, *, strict: bool 
     found = _detect_kind([n for n in arrays if not _is_optimizer_state(n)], path)
     if found != "backbone":
         raise ConversionError(f"{path} is a full VG-LAW checkpoint, not the authors' backbone; convert it with "
-                              "python -m vglaw.convert and start from it with --pretrained_path")
+                              "python -m vglaw.models.convert and start from it with --pretrained_path")
     conv = ConversionReport(source=str(path), source_kind="backbone")
     arrays = _gather_backbone(arrays, path, conv)
     ours = official_to_vglaw(arrays, cfg, kind="backbone", source=str(path), report=conv, strict=strict)
@@ -518,7 +518,7 @@ def load_official_backbone(model_or_backbone, path: str | Path, *, strict: bool 
 # --------------------------------------------------------------------------- CLI
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m vglaw.convert", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m vglaw.models.convert", description=__doc__.split("\n\n")[0])
     src = ap.add_mutually_exclusive_group(required=True)
     src.add_argument("--official", help="the authors' checkpoint (full VG-LAW or backbone-only) -> vglaw")
     src.add_argument("--to_official", help="a vglaw checkpoint -> the authors' layout")
@@ -536,7 +536,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             report = convert_to_official(args.to_official, args.out)
     except (ConversionError, FileNotFoundError, ValueError) as exc:
-        print(f"vglaw.convert: error: {exc}", file=sys.stderr)
+        print(f"vglaw.models.convert: error: {exc}", file=sys.stderr)
         return 2
     print(f"{report}\nwritten: {args.out}")
     return 0

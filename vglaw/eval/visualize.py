@@ -19,7 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["draw_panels", "draw_sample", "predictions_by_sent_id", "pick_indices", "main"]
+__all__ = ["draw_panels", "draw_sample", "predictions_by_sent_id", "pick_indices", "plot_training_curves", "main"]
 
 log = logging.getLogger("vglaw")
 
@@ -35,6 +35,44 @@ def _plt():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def plot_training_curves(run_dir: str | Path):
+    """A run's train_log.jsonl as four panels: training losses, the LR of each group, val accuracy
+    against updates and against seconds. Returns the figure.
+
+    LR groups often share values (lang = visual in the tiny recipe): each group gets its own line
+    style and width, so a line drawn over another stays visible and the legend says which is which.
+    """
+    import json
+
+    import pandas as pd
+
+    plt = _plt()
+    lines = (Path(run_dir) / "train_log.jsonl").read_text().splitlines()
+    rows = pd.json_normalize([json.loads(line) for line in lines])
+    is_val = rows["eval"].eq("val") if "eval" in rows else pd.Series(False, index=rows.index)
+    train, val = rows[~is_val], rows[is_val].drop_duplicates("step", keep="last")  # a redone evaluation: last row
+    loss_cols = [c for c in ("loss", "l1", "giou", "focal", "dice") if c in train]
+    lr_cols = [c for c in train.columns if c.startswith("lr.")]
+    val_cols = [c for c in ("prec@0.5", "miou") if c in val and val[c].notna().any()]  # miou: use_mask runs
+    fig, ((ax1, ax2), (ax3, ax4)) = plt.subplots(2, 2, figsize=(11, 7))
+    train.plot(x="step", y=loss_cols, ax=ax1, logy=True, title="training losses")
+    styles = ("-", "--", ":", "-.")
+    for i, col in enumerate(lr_cols):
+        ax2.plot(train["step"], train[col], linestyle=styles[i % len(styles)], linewidth=3.0 - 0.8 * (i % 3),
+                 label=col[len("lr."):])
+    ax2.set_yscale("log")
+    ax2.set_title("learning rate per group")
+    ax2.set_xlabel("step")
+    ax2.legend()
+    for ax, x, label in ((ax3, "step", "optimiser updates"), (ax4, "time", "seconds since the start")):
+        if x in val and val_cols:
+            val.plot(x=x, y=val_cols, ax=ax, marker="o", ylim=(-0.02, 1.02), title=f"val accuracy vs {label}")
+            ax.set_xlabel(label)
+            ax.set_ylabel("fraction")
+    fig.tight_layout()
+    return fig
 
 
 def predictions_by_sent_id(predictions: Sequence[dict]) -> dict[int, dict]:
@@ -67,7 +105,7 @@ def draw_sample(axes, image, sample: dict, pred: dict | None) -> None:
         pred: prediction record (pred_box x, y, w, h original px; optional pred_mask RLE, box_iou,
             mask_inter/mask_union) or None.
     """
-    from vglaw.io import rle_to_mask
+    from vglaw.utils.io import rle_to_mask
 
     axes = list(np.atleast_1d(axes))
     pmask = rle_to_mask(pred["pred_mask"]) if pred is not None and pred.get("pred_mask") else None
@@ -165,11 +203,11 @@ def pick_indices(n_total: int, *, indices: str | None = None, num: int | None = 
 
 
 def predict_records(model, tokenizer, ref_ds, indices: Sequence[int], *, threshold: float = 0.5) -> list[dict]:
-    """Run `vglaw.predict.predict` on chosen samples -> records shaped like `evaluate_split`'s."""
-    from vglaw.evaluate import make_forward
-    from vglaw.io import mask_to_rle
-    from vglaw.metrics import box_ious, mask_inter_union
-    from vglaw.predict import predict
+    """Run `vglaw.eval.predict.predict` on chosen samples -> records shaped like `evaluate_split`'s."""
+    from vglaw.eval.evaluate import make_forward
+    from vglaw.utils.io import mask_to_rle
+    from vglaw.eval.metrics import box_ious, mask_inter_union
+    from vglaw.eval.predict import predict
 
     fwd = make_forward(model, use_jit=len(indices) > 16)  # compiling pays off for many samples only
     out = []
@@ -184,14 +222,14 @@ def predict_records(model, tokenizer, ref_ds, indices: Sequence[int], *, thresho
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from vglaw.evaluate import DATASETS, SPLIT_BYS, SPLITS, add_device_args
+    from vglaw.eval.cli import DATASETS, SPLIT_BYS, SPLITS, add_device_args
 
     p = argparse.ArgumentParser(prog="python -m vglaw.visualize", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--checkpoint", type=Path, default=None,
                    help="model to run on the chosen samples (or give --predictions)")
     p.add_argument("--predictions", type=Path, default=None,
-                   help="predictions_<split>.json from vglaw.evaluate (no model run)")
+                   help="predictions_<split>.json from vglaw.eval.evaluate (no model run)")
     p.add_argument("--dataset", required=True, choices=DATASETS)
     p.add_argument("--split_by", required=True, choices=SPLIT_BYS)
     p.add_argument("--split", default="val", choices=SPLITS)
@@ -212,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Exit codes: 0 done, 2 a user error (one line on stderr), 1 a runtime failure; --debug or
     VGLAW_DEBUG=1 prints the traceback."""
-    from vglaw.errors import UsageExit, run_main
+    from vglaw.utils.errors import UsageExit, run_main
     parser = build_parser()
     args = parser.parse_args(argv)
     prog = parser.prog
@@ -229,8 +267,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _visualize_cli(args, prog: str) -> int:
-    from vglaw.errors import UsageExit
-    from vglaw.evaluate import open_split, setup_mindspore
+    from vglaw.utils.errors import UsageExit
+    from vglaw.eval.cli import open_split, setup_mindspore
 
     try:
         ref_ds = open_split(args.dataset, args.split_by, args.split, args.data_root, args.cache_dir)
@@ -238,12 +276,12 @@ def _visualize_cli(args, prog: str) -> int:
     except (FileNotFoundError, KeyError, ValueError) as err:
         raise UsageExit(prog, str(err)) from err
     if args.predictions is not None:
-        from vglaw.io import read_json
+        from vglaw.utils.io import read_json
 
         preds = read_json(args.predictions)
     else:
         from vglaw.data.tokenizer import load_tokenizer
-        from vglaw.evaluate import load_model_from_checkpoint
+        from vglaw.eval.evaluate import load_model_from_checkpoint
 
         setup_mindspore(args.device_target, args.mode_name)
         model = load_model_from_checkpoint(args.checkpoint)

@@ -16,7 +16,7 @@ __all__ = ["repo_root", "default_text_encoder_dir", "default_data_root", "defaul
 
 def repo_root() -> Path:
     """The checkout this package was installed from (editable install), else the current folder."""
-    here = Path(__file__).resolve().parent.parent
+    here = Path(__file__).resolve().parents[2]  # vglaw/utils/paths.py -> the checkout
     if (here / "pyproject.toml").is_file():
         return here
     return Path.cwd()

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from vglaw.paths import repo_root, reports_dir
+from vglaw.utils.paths import repo_root, reports_dir
 
 __all__ = ["NOTEBOOKS", "REPRODUCE_PARAMETERS", "run_notebook", "export_html", "reproduce", "main"]
 
@@ -75,9 +75,9 @@ def export_html(executed: Path, html_dir: Path) -> Path:
 
 
 def _write_index(rows: list[tuple[str, float, str]], path: Path, screenshot: bool = False) -> None:
-    """The results page (vglaw.results_page) with these notebook rows; optionally its screenshot."""
-    from vglaw.paths import default_runs_dir
-    from vglaw.results_page import BrowserNotFound, render_in_browser, write_results_page
+    """The results page (vglaw.workbook.results_page) with these notebook rows; optionally its screenshot."""
+    from vglaw.utils.paths import default_runs_dir
+    from vglaw.workbook.results_page import BrowserNotFound, render_in_browser, write_results_page
 
     page = write_results_page(path.parent, default_runs_dir(), notebooks=rows)
     if screenshot:
@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--debug", action="store_true", help="print the traceback of an error (also VGLAW_DEBUG=1)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    from vglaw.errors import run_main
+    from vglaw.utils.errors import run_main
 
     def body() -> int:
         if args.command == "run":
