@@ -20,7 +20,7 @@ from vglaw.config import AUTHORS_FIDELITY, make_model_config
 from vglaw.models.convert import (UNUSED_OFFICIAL, ConversionError, _our_shape, convert_official, convert_to_official,
                                   load_official_backbone, main, official_layout, official_shapes)
 from vglaw.models import build_model
-from vglaw.models.checkpoint import CARRIED_PREFIX, load_model, read_checkpoint, save_checkpoint, save_model
+from vglaw.models.checkpoint import CARRIED_PREFIX, load_model, load_ms_checkpoint, read_checkpoint, save_checkpoint, save_model
 
 from _model_helpers import SMALL, make_inputs
 
@@ -39,7 +39,7 @@ def _write_plain(path: Path, arrays: dict) -> Path:
 
 
 def _read_plain(path: Path) -> dict[str, np.ndarray]:
-    return {n: p.asnumpy() for n, p in ms.load_checkpoint(str(path)).items()}
+    return {n: p.asnumpy() for n, p in load_ms_checkpoint(path).items()}
 
 
 # --------------------------------------------------------------------------- coverage

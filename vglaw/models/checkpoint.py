@@ -24,7 +24,7 @@ import numpy as np
 from vglaw.config import LOSS_WEIGHTS
 
 __all__ = ["META_KEY", "CARRIED_PREFIX", "SOFT_CONFIG_FIELDS", "CheckpointError", "LoadReport", "save_checkpoint", "read_checkpoint", "save_model",
-           "load_model"]
+           "load_model", "load_ms_checkpoint", "available_memory"]
 
 log = logging.getLogger("vglaw")
 
@@ -112,14 +112,80 @@ def save_checkpoint(path: str | Path, params: dict, meta: dict | None = None, *,
     return path
 
 
+def available_memory() -> int | None:
+    """Bytes the kernel can hand out now (`MemAvailable`: free memory plus reclaimable page cache), or None."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+class _CountPageCache:
+    """While active, MindSpore's pre-read memory check counts reclaimable page cache as available.
+
+    MindSpore 2.10's `load_checkpoint` refuses a file larger than `os.sysconf("SC_AVPHYS_PAGES")`,
+    which is MemFree: on a machine whose page cache is full (after a test suite or a data pass) that
+    can be a few hundred MB while 20 GB are available, and a 620 MB paper checkpoint is refused as
+    "exceeds current available memory". The check is a module function of
+    `mindspore.train.serialization`; where it exists, it is replaced for the duration of one read by
+    the larger of MemFree and MemAvailable. Versions without it are left alone.
+    """
+
+    def __enter__(self):
+        from mindspore.train import serialization
+        self._module = serialization
+        self._original = getattr(serialization, "_get_available_memory", None)
+        kernel = available_memory()
+        if self._original is not None and kernel is not None:
+            original = self._original
+
+            def _free_or_reclaimable():
+                free = original()
+                return kernel if free is None else max(free, kernel)
+
+            serialization._get_available_memory = _free_or_reclaimable
+        return self
+
+    def __exit__(self, *exc):
+        if self._original is not None:
+            self._module._get_available_memory = self._original
+        return False
+
+
+def _memory_refusal(exc: BaseException) -> bool:
+    return isinstance(exc, MemoryError) or "available memory" in str(exc) or "not enough memory" in str(exc)
+
+
+def load_ms_checkpoint(path: str | Path) -> dict:
+    """`mindspore.load_checkpoint(path)` that counts the page cache as available memory (see
+    `_CountPageCache`). A real shortage raises MemoryError naming the file, its size and what is available."""
+    import mindspore as ms
+    path = Path(path)
+    try:
+        with _CountPageCache():
+            return ms.load_checkpoint(str(path))
+    except Exception as exc:
+        if _memory_refusal(exc):
+            size = path.stat().st_size if path.is_file() else None
+            avail = available_memory()
+            raise MemoryError(f"not enough memory to read checkpoint {path} ({size} bytes; MemAvailable "
+                              f"{avail} bytes): free memory or read it on a larger machine") from exc
+        raise
+
+
 def read_checkpoint(path: str | Path) -> tuple[dict[str, np.ndarray], dict]:
     """Read a checkpoint -> ({name: ndarray}, meta dict). Raises CheckpointError naming the file."""
-    import mindspore as ms
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     try:
-        raw = ms.load_checkpoint(str(path))
+        raw = load_ms_checkpoint(path)
+    except MemoryError:
+        raise
     except Exception as exc:  # MindSpore raises ValueError/RuntimeError for corrupt or truncated files
         raise CheckpointError(f"checkpoint {path} is corrupt or truncated and cannot be read "
                               f"({type(exc).__name__}: {exc})") from exc

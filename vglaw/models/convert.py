@@ -218,12 +218,13 @@ def _our_shape(e: _Entry, cfg: ModelConfig) -> tuple:
 
 def _read_ms_checkpoint(path: Path) -> tuple[dict[str, np.ndarray], dict | None]:
     """({name: ndarray}, vglaw meta or None) of a MindSpore .ckpt; ConversionError if unreadable."""
-    import mindspore as ms
-    from vglaw.models.checkpoint import META_KEY
+    from vglaw.models.checkpoint import META_KEY, load_ms_checkpoint
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist")
     try:
-        raw = ms.load_checkpoint(str(path))
+        raw = load_ms_checkpoint(path)
+    except MemoryError:
+        raise
     except Exception as exc:  # MindSpore raises ValueError / RuntimeError on truncated or foreign files
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConversionError(f"{path} is truncated or not a MindSpore checkpoint ({first})") from exc
@@ -535,7 +536,7 @@ def main(argv: list[str] | None = None) -> int:
                                       fidelity=args.fidelity)
         else:
             report = convert_to_official(args.to_official, args.out)
-    except (ConversionError, FileNotFoundError, ValueError) as exc:
+    except (ConversionError, FileNotFoundError, ValueError, MemoryError) as exc:
         print(f"vglaw.models.convert: error: {exc}", file=sys.stderr)
         return 2
     print(f"{report}\nwritten: {args.out}")
