@@ -82,7 +82,7 @@ from vglaw.workbook.runs import notebook_train_config, train_or_reuse
 install_notebook_handler()  # known errors (bad settings, missing files, a held run) show as one line
 
 logging.basicConfig(level=logging.INFO, format="%(message)s")
-# The parameters named as TrainConfig fields (split_by -> splitBy); smoke runs go under .cache/smoke/.
+# The parameters named as TrainConfig fields; smoke runs go under .cache/smoke/.
 cfg = notebook_train_config(P, experiment_name=P.experiment_name or f"train-{P.dataset}-{P.preset}-{P.law_type}",
                             smoke_overrides=dict(synthetic_images=40, max_steps=6, max_epochs=1, eval_splits=("val",),
                                                  log_freq=1, eval_every_steps=2, pretrain_updates=2))
@@ -132,7 +132,7 @@ display(pd.DataFrame(metrics).T.round(4))
 # ## 4. A few predictions on val (green: ground truth, red: prediction)
 
 # %%
-ds = RefDataset(cfg.cache_dir, cfg.dataset, cfg.splitBy, "val")
+ds = RefDataset(cfg.cache_dir, cfg.dataset, cfg.split_by, "val")
 predictions = json.loads((run_dir / "predictions_val.json").read_text())
 picks = np.linspace(0, len(ds) - 1, num=min(P.n_show, len(ds))).astype(int).tolist()
 grid, _ = draw_panels(ds, predictions, picks)

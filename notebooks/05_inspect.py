@@ -59,7 +59,7 @@ if not (run_dir / "best.ckpt").is_file():
 cfg = json.loads((run_dir / "config.json").read_text())["train"]
 model = load_model_from_checkpoint(run_dir / "best.ckpt")
 tokenizer = load_tokenizer()
-ds = RefDataset(cfg["cache_dir"], cfg["dataset"], cfg["splitBy"], "val")
+ds = RefDataset(cfg["cache_dir"], cfg["dataset"], cfg.get("split_by", cfg.get("splitBy")), "val")
 figures = resolve_path(P.report_dir, reports_dir()) / "figures" if P.report_dir else None
 if figures:
     figures.mkdir(parents=True, exist_ok=True)

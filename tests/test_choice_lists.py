@@ -51,7 +51,7 @@ def test_the_cli_choices_are_the_lists():
     from vglaw.data.refer import DATASETS, SPLIT_BYS
     from vglaw.train.cli import CHOICES
     assert CHOICES["law_type"] == LAW_TYPES and CHOICES["mode_name"] == MODES
-    assert CHOICES["dataset"] == tuple(DATASETS) and CHOICES["splitBy"] == SPLIT_BYS
+    assert CHOICES["dataset"] == tuple(DATASETS) and CHOICES["split_by"] == SPLIT_BYS
 
 
 def test_every_loss_weight_flag_reaches_its_model_field():

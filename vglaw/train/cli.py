@@ -7,7 +7,7 @@ message listing what is allowed.
 
     # the seed's refcoco command (GPU/Ascend, 4 ranks; the seed used `mpirun -n 4`)
     msrun --worker_num=4 --local_worker_num=4 --master_port=8118 --join=True python -m vglaw.train \\
-        --batch_size=1 --batch_sum=256 --dataset=refcoco --splitBy=unc \\
+        --batch_size=1 --batch_sum=256 --dataset=refcoco --split_by=unc \\
         --experiment_name=mindspore_vglaw_refcoco --short_comment=mindspore_vglaw_refcoco \\
         --law_type=svd --img_size=448 --vit_model=vitdet_b_mrcnn --vit_model_path=model_final_61ccd1.pkl \\
         --translate --lr_lang=1e-5 --lr_visual=1e-5 --lr_base=1e-4 --lr_scheduler=step \\
@@ -36,14 +36,14 @@ from typing import Sequence
 
 from vglaw.config import DEVICE_TARGETS, LAW_TYPES, MODES, PRESETS
 from vglaw.data.refer import DATASETS, SPLIT_BYS
-from vglaw.train.config import (LR_SCHEDULERS, SELECT_METRICS, VIT_MODELS, ConfigError, TrainConfig,
-                                resolve_config)
+from vglaw.train.config import (LR_SCHEDULERS, RENAMED_FIELDS, SELECT_METRICS, VIT_MODELS, ConfigError,
+                                TrainConfig, resolve_config)
 
 __all__ = ["build_parser", "parse_config", "main"]
 
 CHOICES = {"dataset": tuple(DATASETS), "law_type": LAW_TYPES, "lr_scheduler": LR_SCHEDULERS, "mode_name": MODES,
            "device_target": DEVICE_TARGETS, "vit_model": VIT_MODELS, "preset": tuple(PRESETS),
-           "splitBy": SPLIT_BYS, "select_metric": SELECT_METRICS}
+           "split_by": SPLIT_BYS, "select_metric": SELECT_METRICS}
 NARGS = {"drop_epochs": int, "eval_splits": str}
 FLAGS = ("resume", "overwrite", "allow_changes", "force")  # store_true only
 
@@ -71,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     for f in dataclasses.fields(TrainConfig):
         name, default = f.name, f.default
         flag = f"--{name}"
+        aliases = [f"--{old}" for old, new in RENAMED_FIELDS.items() if new == name]  # the seed's --splitBy
         if name == "model_overrides":
             p.add_argument(flag, nargs="+", type=_override, default=[], metavar="KEY=VALUE",
                            help="ModelConfig overrides, e.g. vit_dim=192 vit_depth=6")
@@ -84,7 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
             typ = {"int": int, "float": float}.get(str(f.type).split(" ")[0].split("|")[0].strip(), str)
             if name in ("warmup_epochs", "lr_lang", "lr_visual", "lr_base"):
                 typ = float
-            p.add_argument(flag, type=typ, default=default, choices=CHOICES.get(name), help=_help(f))
+            p.add_argument(flag, *aliases, dest=name, type=typ, default=default, choices=CHOICES.get(name),
+                           help=_help(f) + "".join(f"; also {a}" for a in aliases))
     p.add_argument("--debug", action="store_true", help="print the traceback of an error (also VGLAW_DEBUG=1)")
     return p
 

@@ -19,7 +19,7 @@ from vglaw.config import DEVICE_TARGETS, LAW_TYPES, LOSS_WEIGHTS, MODES
 from vglaw.data.refer import DATASETS, DEFAULT_SPLIT_BY
 
 __all__ = ["TrainConfig", "RECIPES", "LR_SCHEDULERS", "VIT_MODELS", "SELECT_METRICS", "MASK_METRICS",
-           "selection_value", "resolve_config", "ConfigError"]
+           "selection_value", "resolve_config", "ConfigError", "RENAMED_FIELDS"]
 
 LR_SCHEDULERS = ("step", "cosine")
 # vitdet_b_mrcnn: initialise the backbone from detectron2's ViTDet-B Mask R-CNN .pkl (--vit_model_path);
@@ -57,7 +57,7 @@ class TrainConfig:
     # --- what to train (seed flags) ---
     preset: str = "paper"               # model preset: paper | tiny (vglaw.config.PRESETS)
     dataset: str = "shapes"             # refcoco refcoco+ refcocog refclef shapes shapes_rle
-    splitBy: str | None = None          # None: the dataset's usual split (unc/umd/berkeley)
+    split_by: str | None = None         # None: the dataset's usual split (unc/umd/berkeley); --splitBy also works
     law_type: str = "svd"               # none la od1 od2 od3 svd (the seed ignored this flag)
     img_size: int | None = None         # None: the preset's canvas side
     max_len: int | None = None          # token length; None: the preset's
@@ -119,6 +119,12 @@ class TrainConfig:
     mode_name: str = "GRAPH"            # GRAPH: mindspore.jit train step; PYNATIVE: op by op (debug)
     device_target: str | None = None    # CPU GPU Ascend; None: MindSpore's default
     progress: bool = True               # tqdm bar (rank 0)
+
+
+# Fields renamed since run directories were first written: old name -> new. config.json files
+# that hold the old name compare equal (vglaw.train.bookkeeping.changed_fields), and the CLI
+# accepts the old flag (`--splitBy`, the seed's spelling, as the refer API writes it).
+RENAMED_FIELDS = {"splitBy": "split_by"}
 
 
 # Fields a preset's recipe fills when they are None. Every resolved value is saved in config.json.
@@ -190,23 +196,23 @@ def resolve_config(cfg: TrainConfig) -> TrainConfig:
         values[f.name] = v
     out = TrainConfig(**values)
     choice("vit_model", VIT_MODELS, out)
-    if out.splitBy is None:
-        out.splitBy = DEFAULT_SPLIT_BY[out.dataset]
+    if out.split_by is None:
+        out.split_by = DEFAULT_SPLIT_BY[out.dataset]
     SPLITS_OF = DATASETS
-    if out.splitBy not in SPLITS_OF[out.dataset]:
-        raise ConfigError(f"splitBy {out.splitBy!r} is not allowed for {out.dataset}; "
+    if out.split_by not in SPLITS_OF[out.dataset]:
+        raise ConfigError(f"split_by {out.split_by!r} is not allowed for {out.dataset}; "
                           f"expected one of {list(SPLITS_OF[out.dataset])}")
     from vglaw.data.refer import allowed_splits
-    allowed = [s for s in allowed_splits(out.dataset, out.splitBy) if s != "train"]
+    allowed = [s for s in allowed_splits(out.dataset, out.split_by) if s != "train"]
     if out.eval_splits is None:
-        out.eval_splits = tuple(s for s in SPLITS_OF[out.dataset][out.splitBy] if s != "train")
+        out.eval_splits = tuple(s for s in SPLITS_OF[out.dataset][out.split_by] if s != "train")
     out.eval_splits = tuple(out.eval_splits)
     for s in out.eval_splits:
         if s not in allowed:
-            raise ConfigError(f"eval split {s!r} is not allowed for {out.dataset}({out.splitBy}); "
+            raise ConfigError(f"eval split {s!r} is not allowed for {out.dataset}({out.split_by}); "
                               f"expected some of {allowed}")
-    if "val" not in SPLITS_OF[out.dataset][out.splitBy]:
-        raise ConfigError(f"{out.dataset}({out.splitBy}) has no val split to select best.ckpt on")
+    if "val" not in SPLITS_OF[out.dataset][out.split_by]:
+        raise ConfigError(f"{out.dataset}({out.split_by}) has no val split to select best.ckpt on")
     out.drop_epochs = tuple(int(e) for e in (out.drop_epochs or ()))
     _positive(out, ("batch_size", "batch_sum", "max_epochs", "lr_lang", "lr_visual", "lr_base",
                     "log_freq", "num_workers"))

@@ -101,7 +101,7 @@ def prepare_cache(cfg: TrainConfig) -> Path:
         ensure_shapes(data_root, dataset=cfg.dataset, **kw)
     # Files changed under an existing cache are refused (01_preprocess rebuilds and checks them);
     # data this call just generated is cached afresh.
-    folder = preprocess(data_root, cfg.dataset, cfg.splitBy, cache_dir,
+    folder = preprocess(data_root, cfg.dataset, cfg.split_by, cache_dir,
                         on_change="rebuild" if generated else "refuse")
     scan = read_manifest(folder).get("image_scan") or {}
     if scan.get("bad"):  # 01_preprocess found bad images and the files are still the same
@@ -121,7 +121,7 @@ def _prepare_data(cfg: TrainConfig, rank: int):
         prepare_cache(cfg)
     barrier()
     splits = dict.fromkeys(("train", "val") + tuple(cfg.eval_splits))
-    return {s: RefDataset(cache_dir, cfg.dataset, cfg.splitBy, s) for s in splits}
+    return {s: RefDataset(cache_dir, cfg.dataset, cfg.split_by, s) for s in splits}
 
 
 def _init_weights(model, cfg: TrainConfig) -> dict:
@@ -164,7 +164,7 @@ def _pretrained_backbone(model, cfg: TrainConfig) -> dict:
     from vglaw.train.distributed import barrier, launched_by_msrun
     path = cfg.vit_model_path
     if not path:
-        pcfg = PretrainConfig(preset=cfg.preset, dataset=cfg.dataset, split_by=cfg.splitBy,
+        pcfg = PretrainConfig(preset=cfg.preset, dataset=cfg.dataset, split_by=cfg.split_by,
                               updates=cfg.pretrain_updates,
                               model_overrides=backbone_config(model.config))
         kw = dict(data_root=Path(cfg.data_root) if cfg.data_root else paths.default_data_root(),

@@ -90,7 +90,7 @@ def scan_runs(root: str | Path, *, experiment_prefix: str | None = None) -> pd.D
         dataset = _find(cfg, "dataset")
         base = {
             "run": run_dir.name, "dataset": dataset, "synthetic": dataset in SYNTHETIC_DATASETS,
-            "split_by": _find(cfg, "splitBy", _find(cfg, "split_by")), "preset": _find(cfg, "preset"),
+            "split_by": _find(cfg, "split_by", _find(cfg, "splitBy")), "preset": _find(cfg, "preset"),
             "law_type": _find(cfg, "law_type"), "law_rank": _find(cfg, "law_rank"),
             "law_shared": _find(cfg, "law_shared"), "law_blocks": _find(cfg, "law_blocks"),
             "seed": _find(cfg, "seed"), "epochs": _find(cfg, "max_epochs"), "img_size": _find(cfg, "img_size"),

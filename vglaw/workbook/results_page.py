@@ -90,7 +90,7 @@ def _protocol(run_dir: Path, config: dict, status: dict) -> list[tuple[str, str]
     fp = _find(config, "data_fingerprint") or _find(config, "fingerprint")
     rows = [
         ("run", run_dir.name),
-        ("dataset", f"{_find(config, 'dataset')} (split by {_find(config, 'splitBy')})"),
+        ("dataset", f"{_find(config, 'dataset')} (split by {_find(config, 'split_by', _find(config, 'splitBy'))})"),
         ("preset", f"{_find(config, 'preset')}, canvas {_find(config, 'img_size')} px"),
         ("backbone init", _init_label(loaded, "backbone", "backbone")),
         ("text encoder", _init_label(loaded, "text_encoder", "text")),

@@ -24,8 +24,7 @@ log = logging.getLogger("vglaw")
 def notebook_train_config(params, *, smoke_overrides: dict | None = None, **fixed):
     """The resolved `TrainConfig` of a notebook's parameters (02_train, 03_ablations).
 
-    Every parameter named as a TrainConfig field is passed on (`split_by` is the field `splitBy`; an
-    empty string means None); data_root / cache_dir / save_ckpt_dir default to the repository's
+    Every parameter named as a TrainConfig field is passed on (an empty string means None); data_root / cache_dir / save_ckpt_dir default to the repository's
     data/, .cache/refer/ and runs/, or for `params.smoke` to .cache/smoke/{data,cache,runs} (smoke runs
     never touch the default data or runs), where `smoke_overrides` then apply. `fixed`: values the
     notebook itself sets (they win over the parameters, the smoke overrides over both).
@@ -34,8 +33,7 @@ def notebook_train_config(params, *, smoke_overrides: dict | None = None, **fixe
     from vglaw.utils.paths import default_cache_dir, default_data_root, default_runs_dir, repo_root, resolve_path
     values = dict(vars(params))
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    kw = {("splitBy" if k == "split_by" else k): (None if v == "" else v) for k, v in values.items()
-          if ("splitBy" if k == "split_by" else k) in fields}
+    kw = {k: (None if v == "" else v) for k, v in values.items() if k in fields}
     smoke = bool(values.get("smoke"))
     smoke_root = repo_root() / ".cache" / "smoke"
     for name, default, smoke_dir in (("data_root", default_data_root, "data"), ("cache_dir", default_cache_dir, "cache"),
