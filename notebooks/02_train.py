@@ -32,6 +32,7 @@ law_type: str = "svd"  # none, la, od1, od2, od3, svd
 preset: str = "tiny"  # tiny (CPU workbook) or paper (DESIGN section 3, for GPU/Ascend)
 img_size: int | None = None  # canvas side in pixels; None: the preset's
 max_epochs: int = 2  # the workbook's budget (about 7 CPU minutes); None: the preset's recipe
+lr_scheduler: str = "cosine"  # cosine: warmup, then to 0 over this run's updates (the workbook's fixed budget); step: the recipe's drops
 batch_size: int | None = None  # per device and micro-step; None: the recipe's
 batch_sum: int | None = None  # effective batch of one update (gradient accumulation); None: the recipe's
 lr_lang: float | None = None  # text-encoder LR; None: the recipe's

@@ -45,6 +45,7 @@ device_target: str | None = None  # CPU, GPU or Ascend; None: MindSpore's defaul
 preset: str = "tiny"  # model preset of every run
 max_epochs: int = 1  # epochs per run
 max_steps: int = 80  # optimiser updates per run (six runs must fit the workbook budget); 0: all max_epochs
+lr_scheduler: str = "cosine"  # as 02: the LR reaches 0 at each run's last update
 batch_size: int | None = None  # None: the recipe's
 use_mask: bool = True  # multi-task (REC + RES)
 translate: bool = True  # random-offset padding augmentation in every run

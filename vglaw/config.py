@@ -12,7 +12,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 __all__ = ["ModelConfig", "PRESETS", "LAW_TYPES", "MODES", "DEVICE_TARGETS", "LOSS_WEIGHTS", "POS_RESIZE_RULES",
-           "POS_TABLES", "AUTHORS_FIDELITY", "make_model_config", "config_from_dict"]
+           "POS_TABLES", "STEMS", "POS_INITS", "AUTHORS_FIDELITY", "make_model_config", "config_from_dict"]
 
 # The choice lists every layer checks against, defined here only (train config, CLIs, notebooks).
 LAW_TYPES = ("none", "la", "od1", "od2", "od3", "svd")  # vglaw.models.law: add a new type there
@@ -24,6 +24,8 @@ LOSS_WEIGHTS = {"loss_l1": "bbox_loss_coef", "loss_giou": "xiou_loss_coef", "los
 TEXT_POOLS = ("cls", "mean")
 POS_RESIZE_RULES = ("torch", "mindspore")  # vglaw.models.resize.bicubic_resize_matrix
 POS_TABLES = ("token", "pretrain")
+STEMS = ("patch", "hmlp")  # vglaw.models.vit: PatchEmbed | HMLPStem
+POS_INITS = ("normal", "sincos")  # vglaw.models.vit.ViTDet: the absolute position table's start
 # What the authors' MindSpore release computes (issue 12): its vitdet_vit.py builds the ViT norms
 # with eps 1e-5, its generator uses nn.LayerNorm's default 1e-7, and it resizes the 14x14 position
 # table with ops.interpolate in every forward. Converted official checkpoints carry these values.
@@ -51,6 +53,18 @@ class ModelConfig:
     pos_resize: str = "torch"         # bicubic rule of the abs pos-table resize: torch | mindspore (authors)
     pos_table: str = "token"          # token: (1,g,g,C) parameter, resized once at init/load;
                                       # pretrain: (1,1+S*S,C) at pretrain_grid, resized in every forward (authors)
+    # Not in the paper (issue 8): "hmlp" replaces the linear p x p patch projection by a hierarchical
+    # per-patch MLP (p/4 x p/4 pixels -> stem_dim, then 2x2 -> stem_dim, then 2x2 -> vit_dim, each
+    # LayerNorm + GELU; Touvron et al. 2022's hMLP stem): still no overlap between patches.
+    stem: str = "patch"               # patch (ViTDet's linear projection) | hmlp
+    # Not in the paper (issue 8): where the referred object is told apart only by place ("the left
+    # purple diamond"), a from-scratch tiny ViT fails: the patch embedding grows to RMS ~11 while
+    # the N(0, 0.02) position table stays near 0.05, so after the blocks' LayerNorm the tokens
+    # carry almost no position. embed_norm: LayerNorm on the patch embedding before the position
+    # table is added; pos_init "sincos": the table starts as the 2-D sin-cos code (RMS 0.71).
+    embed_norm: bool = False
+    pos_init: str = "normal"          # normal: N(0, 0.02) clipped (ViTDet) | sincos
+    stem_dim: int = 32                # hmlp: channels of its first two stages
 
     # --- language encoder: BERT (DESIGN §3.2), read by vglaw/models/bert.py ---
     text_hidden: int = 768
@@ -80,6 +94,11 @@ class ModelConfig:
     rec_pos_dim: int = 0              # >0: fixed 2-D sin-cos position code (channels) in the REC pooling
     rec_mask_guide: bool = False      # add the detached RES mask logits (per token) to the REC pooling logits
                                       # (only with use_mask: an untrained RES head guides nothing)
+    rec_cell_pool: bool = False       # the REC pooling runs over the RES head's 4g x 4g cells (needs rec_pos_dim);
+                                      # the box starts from the pooling weights' moments (vglaw.models.heads)
+    res_refine: int = 0               # >0 (needs stem="hmlp"): the mask logits at stride 4 get a per-pixel
+                                      # correction from the stem's first stage (4x4-pixel cells), the token
+                                      # logit and the sentence: MLP(stem_dim + 1 -> res_refine -> 1)
     text_pool: str = "cls"            # sentence vector c the heads read: "cls" (paper) | "mean" of the tokens
 
     # --- losses (DESIGN §3.5) ---
@@ -128,6 +147,16 @@ PRESETS: dict[str, dict] = {
         # 0.348/0.349/0.513. (patch_size=8 with the guide: 0.285/0.341/0.525 at 175 updates, but
         # each update costs 2.6x as much CPU time.)
         rec_mask_guide=True,
+        # Pooling over the RES head's 4 x 4-pixel cells instead of the 16-pixel tokens, with the
+        # pooling weights' moment box as a learnt prior (`rec_cell_pool`), and a patch stem that
+        # reads each patch with a small MLP whose first stage also sharpens the mask cells
+        # (`stem="hmlp"`, `res_refine`). Measured (issue 8, session 4; shapes, svd, --use_mask
+        # --translate, 2 epochs = 700 updates with the workbook's cosine LR, 305 val sentences),
+        # val prec@0.5 / box mIoU / mask mIoU at 700 updates, seed 0: without them 0.607 / 0.474 /
+        # 0.558; cell pooling alone 0.626 / 0.497 / 0.549; all three 0.666 / 0.526 / 0.561
+        # (seed 1: see README). The moment box of a mask alone (no pooling) broke left/right
+        # expressions, where the mask marks both candidates (box prec@0.5 0.05 on them).
+        rec_cell_pool=True, stem="hmlp", res_refine=32,
         # The heads' sentence vector (DESIGN §3.4: [CLS]) is the mean of the token outputs here:
         # all-MiniLM-L6-v2 was trained as a mean-pooled sentence encoder, and its [CLS] output
         # barely depends on the sentence (mean pairwise cosine 0.99 over 80 val expressions at
@@ -166,6 +195,18 @@ def _validate(cfg: ModelConfig) -> None:
             _fail(f"{name} must be a positive number, got {v!r}")
     if cfg.text_pool not in TEXT_POOLS:
         _fail(f"unknown text_pool {cfg.text_pool!r}; expected one of {list(TEXT_POOLS)}")
+    if cfg.pos_init not in POS_INITS:
+        _fail(f"unknown pos_init {cfg.pos_init!r}; expected one of {list(POS_INITS)}")
+    if cfg.pos_init == "sincos" and cfg.vit_dim % 4:
+        _fail(f"pos_init='sincos' needs vit_dim divisible by 4, got {cfg.vit_dim}")
+    if cfg.stem not in STEMS:
+        _fail(f"unknown stem {cfg.stem!r}; expected one of {list(STEMS)}")
+    if cfg.stem_dim <= 0 or cfg.res_refine < 0:
+        _fail(f"stem_dim must be > 0 and res_refine >= 0, got {cfg.stem_dim!r}, {cfg.res_refine!r}")
+    if cfg.res_refine and cfg.stem != "hmlp":
+        _fail(f"res_refine={cfg.res_refine} reads the hmlp stem's first stage; set stem='hmlp' or res_refine=0")
+    if cfg.rec_cell_pool and not cfg.rec_pos_dim:
+        _fail("rec_cell_pool needs the REC position code: set rec_pos_dim > 0 (e.g. 64)")
     if cfg.rec_pos_dim < 0 or cfg.rec_pos_dim % 4:
         _fail(f"rec_pos_dim must be 0 (off) or a positive multiple of 4, got {cfg.rec_pos_dim!r}")
     if cfg.patch_size % 4:

@@ -124,10 +124,10 @@ def test_text_pool_mean_feeds_the_heads_the_masked_token_mean():
     # the head receives exactly the masked mean: rebuild it by hand and call the head directly
     feats = model.text_encoder(Tensor(ids), Tensor(mask)).asnumpy()
     mean = np.stack([feats[0, :5].mean(0), feats[1, :9].mean(0)])
-    fmap = model.backbone(img, model.law(Tensor(feats), Tensor(mask)), model.law.P, model.law.Q)
-    ref_boxes, _ = model.head(fmap, Tensor(mean))
+    fmap, cells = model.backbone.features(img, model.law(Tensor(feats), Tensor(mask)), model.law.P, model.law.Q)
+    ref_boxes, _ = model.head(fmap, Tensor(mean), cells)
     np.testing.assert_allclose(boxes.asnumpy(), ref_boxes.asnumpy(), atol=1e-6)
-    cls_boxes, _ = model.head(fmap, Tensor(feats[:, 0]))
+    cls_boxes, _ = model.head(fmap, Tensor(feats[:, 0]), cells)
     assert np.abs(cls_boxes.asnumpy() - boxes.asnumpy()).max() > 1e-4  # not the [CLS] path
 
 
@@ -152,7 +152,7 @@ def test_mask_guide_steers_the_pooling_and_passes_no_gradient_to_the_mask_head()
     from vglaw.config import make_model_config
     from vglaw.models.heads import MultiTaskHead
     cfg = make_model_config("tiny", img_size=64, window_size=2, pretrain_grid=4, rec_pos_dim=8,
-                            rec_mask_guide=True)
+                            rec_mask_guide=True, stem="patch", res_refine=0, rec_cell_pool=False)
     mt = MultiTaskHead(cfg)
     g = cfg.grid
     fmap = Tensor(np.random.default_rng(2).standard_normal((2, cfg.vit_dim, g, g)).astype(np.float32))

@@ -154,7 +154,10 @@ def test_config_round_trips_through_json():
     assert isinstance(VGLAW(cfg).config, type(cfg))
     # a config stored before a field existed gets the field's old behaviour, not the preset's new value
     old = dataclasses.asdict(make_model_config("tiny"))
-    del old["text_pool"], old["rec_pos_dim"]
+    for later in ("text_pool", "rec_pos_dim", "rec_cell_pool", "stem", "stem_dim", "res_refine", "embed_norm",
+                  "pos_init"):
+        del old[later]
     back = config_from_dict(old)
     assert back.text_pool == "cls" and back.rec_pos_dim == 0 and back.rec_token_norm
+    assert back.stem == "patch" and back.res_refine == 0 and not back.rec_cell_pool
     assert make_model_config("tiny").text_pool == "mean"

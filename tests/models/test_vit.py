@@ -135,7 +135,7 @@ def test_rel_pos_index_and_resizes_match_torch():
 
 
 def test_detectron2_names_map_onto_backbone_parameters():
-    cfg = make_model_config("tiny", law_type="none")
+    cfg = make_model_config("tiny", law_type="none", stem="patch", res_refine=0)  # detectron2 has the linear stem
     backbone = ViTDet(cfg)
     ours = {p.name for p in backbone.get_parameters()}
     d2 = {"backbone.net.patch_embed.proj.weight", "backbone.net.patch_embed.proj.bias", "backbone.net.pos_embed"}

@@ -75,7 +75,7 @@ def backbone():
     from vglaw.config import make_model_config
     from vglaw.models.vit import ViTDet
     cfg = make_model_config("tiny", vit_dim=DIM, vit_depth=DEPTH, vit_heads=HEADS, window_size=WIN,
-                            global_blocks=(1,), law_type="none")
+                            global_blocks=(1,), law_type="none", stem="patch", res_refine=0)
     return ViTDet(cfg)
 
 
@@ -144,7 +144,7 @@ def test_load_vitdet_maps_crops_and_resizes(tmp_path, backbone, global_rows, how
 def test_load_vitdet_into_full_model(tmp_path):
     import vglaw
     model = vglaw.build_model(preset="tiny", law_type="svd", vit_dim=DIM, vit_depth=DEPTH, vit_heads=HEADS,
-                              window_size=WIN, global_blocks=(1,), text_layers=1)
+                              window_size=WIN, global_blocks=(1,), text_layers=1, stem="patch", res_refine=0)
     state = _detectron2_state(seed=5)
     load_vitdet(model, _write(tmp_path, state))
     assert np.array_equal(model.backbone.blocks[0].mlp.fc2.weight.asnumpy(),

@@ -69,11 +69,11 @@ class VGLAW(nn.Cell):
         else:
             cls = feats[:, 0]  # (B, D): the paper's [CLS]
         if self.law_type == "none":
-            fmap = self.backbone(images)
+            fmap, cells = self.backbone.features(images)
         else:
             gen = self.law(feats, attention_mask)  # (B, nA, out)
-            fmap = self.backbone(images, gen, self.law.P, self.law.Q)  # (B, C, g, g)
-        return self.head(fmap, cls)
+            fmap, cells = self.backbone.features(images, gen, self.law.P, self.law.Q)  # (B, C, g, g)
+        return self.head(fmap, cls, cells)
 
     def generated_weights(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
         """Per adaptive block: svd Phi (B, nA, K, K); la/od* scalings (B, nA, out)."""

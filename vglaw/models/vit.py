@@ -242,6 +242,54 @@ class PatchEmbed(nn.Cell):
         return y.reshape(b, h, w, self.dim)  # (B, H, W, C)
 
 
+class _Dense(nn.Cell):
+    """x @ weight.T + bias with torch Linear layout and init, on a flattened (rows, in) input."""
+
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+        bound = 1.0 / math.sqrt(cin)
+        rng = init_rng()
+        self.weight = Parameter(Tensor(rng.uniform(-bound, bound, (cout, cin)).astype(np.float32)), name="weight")
+        self.bias = Parameter(Tensor(rng.uniform(-bound, bound, (cout,)).astype(np.float32)), name="bias")
+
+    def construct(self, x: Tensor) -> Tensor:
+        return ops.matmul(x, self.weight.T) + self.bias
+
+
+def _cells(x: Tensor, k: int) -> Tensor:
+    """(B, H, W, C) -> (B, H/k, W/k, k*k*C): each k x k cell's values, row-major, channels last."""
+    b, h, w, c = x.shape
+    return x.reshape(b, h // k, k, w // k, k, c).transpose(0, 1, 3, 2, 4, 5).reshape(b, h // k, w // k, k * k * c)
+
+
+class HMLPStem(nn.Cell):
+    """Hierarchical MLP patch stem (`stem="hmlp"`, not in the paper; issue 8): the p x p patch is
+    embedded in three non-overlapping stages, (p/4)^2 pixels -> d, 2x2 -> d, 2x2 -> C, the first
+    two followed by LayerNorm + GELU (Touvron et al. 2022, "Three things everyone should know about
+    vision transformers"). Patches stay independent, as with the linear projection, but each one is
+    read by a small MLP instead of one matrix. All matmuls (MindSpore's CPU Conv2d is slow).
+
+    `construct` returns the (B, g, g, C) tokens and the first stage's (B, 4g, 4g, d) map (one
+    vector per (p/4)^2-pixel cell), which the RES head's `res_refine` reads.
+    """
+
+    def __init__(self, patch: int, dim: int, stem_dim: int):
+        super().__init__()
+        self.k1 = patch // 4
+        self.stage1 = _Dense(3 * self.k1 * self.k1, stem_dim)
+        self.norm1 = nn.LayerNorm((stem_dim,), epsilon=1e-6)
+        self.stage2 = _Dense(4 * stem_dim, stem_dim)
+        self.norm2 = nn.LayerNorm((stem_dim,), epsilon=1e-6)
+        self.stage3 = _Dense(4 * stem_dim, dim)
+        self.act = nn.GELU(approximate=False)
+
+    def construct(self, x: Tensor):
+        x = _cells(x.transpose(0, 2, 3, 1), self.k1)  # (B, 4g, 4g, 3*k1*k1)
+        f1 = self.act(self.norm1(self.stage1(x)))  # (B, 4g, 4g, d)
+        f2 = self.act(self.norm2(self.stage2(_cells(f1, 2))))  # (B, 2g, 2g, d)
+        return self.stage3(_cells(f2, 2)), f1  # (B, g, g, C), (B, 4g, 4g, d)
+
+
 class ViTDet(nn.Cell):
     """ViTDet backbone: (B, 3, S, S) -> (B, C, S/p, S/p). See DESIGN §3.1.
 
@@ -253,11 +301,21 @@ class ViTDet(nn.Cell):
     def __init__(self, cfg):
         super().__init__()
         self.grid = cfg.grid
-        self.patch_embed = PatchEmbed(cfg.patch_size, cfg.vit_dim)
+        self.hmlp = cfg.stem == "hmlp"
+        if self.hmlp:
+            self.patch_embed = HMLPStem(cfg.patch_size, cfg.vit_dim, cfg.stem_dim)
+        else:
+            self.patch_embed = PatchEmbed(cfg.patch_size, cfg.vit_dim)
         # Learnt at the pretrain grid (+cls). pos_table "token": resized here once on the host, as
         # the loader does; "pretrain": kept as (1, 1+S*S, C) and resized in construct (authors).
         rng = init_rng()
         pre = np.clip(rng.normal(0, 0.02, (1, 1 + cfg.pretrain_grid ** 2, cfg.vit_dim)), -0.04, 0.04)
+        if cfg.pos_init == "sincos":  # row 0 is the (unused) cls entry
+            from vglaw.models.heads import sincos_2d
+            pre = np.concatenate([np.zeros((1, 1, cfg.vit_dim)), sincos_2d(cfg.pretrain_grid, cfg.vit_dim)[None]], 1)
+        self.embed_norm_on = cfg.embed_norm
+        if cfg.embed_norm:
+            self.embed_norm = nn.LayerNorm((cfg.vit_dim,), epsilon=1e-6)
         self.pos_per_forward = cfg.pos_table == "pretrain"
         self.pos_rule = cfg.pos_resize  # read by the loaders that resize a pretrained table
         if self.pos_per_forward:
@@ -290,7 +348,18 @@ class ViTDet(nn.Cell):
 
     def construct(self, x: Tensor, gen=None, lp=None, lq=None) -> Tensor:
         """x (B,3,S,S) normalised canvas; gen (B, nA, out) generator output; lp/lq (nP,3C,K)/(nP,K,C)."""
-        x = self.patch_embed(x) + self.abs_pos()  # (B, g, g, C)
+        return self.features(x, gen, lp, lq)[0]
+
+    def features(self, x: Tensor, gen=None, lp=None, lq=None):
+        """-> ((B, C, g, g) map, the hmlp stem's (B, 4g, 4g, d) first stage or None)."""
+        cells = None
+        if self.hmlp:
+            x, cells = self.patch_embed(x)
+        else:
+            x = self.patch_embed(x)
+        if self.embed_norm_on:
+            x = self.embed_norm(x)
+        x = x + self.abs_pos()  # (B, g, g, C)
         for blk in self.blocks:
             x = blk(x, gen, lp, lq)
-        return x.transpose(0, 3, 1, 2)  # (B, C, g, g)
+        return x.transpose(0, 3, 1, 2), cells  # (B, C, g, g)
