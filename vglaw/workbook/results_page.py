@@ -96,7 +96,8 @@ def _protocol(run_dir: Path, config: dict, status: dict) -> list[tuple[str, str]
         ("text encoder", _init_label(loaded, "text_encoder", "text")),
         ("law_type", str(_find(config, "law_type"))),
         ("schedule", f"{status.get('epochs')} epochs, {updates} updates, batch {_find(config, 'batch_size')}, "
-                     f"LR visual/base/lang {_find(config, 'lr_visual')}/{_find(config, 'lr_base')}/{_find(config, 'lr_lang')}"),
+                     f"LR visual/base/lang {_find(config, 'lr_visual')}/{_find(config, 'lr_base')}/{_find(config, 'lr_lang')}, "
+                     f"{_find(config, 'lr_scheduler') or 'step'} schedule"),
         ("seed", str(_find(config, "seed"))),
         ("best.ckpt selected on", f"val {status.get('best_metric', 'prec@0.5')} (update {status.get('best_step')})"),
         ("wall time", f"{status.get('wall_s', float('nan')):.0f} s" if status.get("wall_s") is not None else "?"),
