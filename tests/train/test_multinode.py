@@ -120,6 +120,10 @@ def test_two_nodes_make_the_updates_of_one_node(tiny_data, tmp_path):
     assert not (n1_logs / "scheduler.log").exists()  # node 1 ran workers only
     one, two = tmp_path / "one" / "run", tmp_path / "two" / "run"
     assert _world(one) == _world(two) == 2
+    # batch_sum 8 = batch 4 per rank x 2 ranks: no accumulation; rank 0 alone writes the run
+    assert json.loads((one / "config.json").read_text())["derived"]["accum_steps"] == 1
+    assert json.loads((one / "status.json").read_text())["state"] == "finished"
+    assert not (tmp_path / "one" / "rank_1").exists() and not (tmp_path / "two" / "rank_1").exists()
     one_sums, two_sums = _checksums(one_logs), _checksums(n0_logs, n1_logs)
     assert sorted(two_sums) == ["worker_0.log", "worker_1.log"]  # node_rank 1 ran global rank 1
     assert len(set(one_sums.values())) == 1  # ranks agree: gradients were averaged
