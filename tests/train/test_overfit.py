@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from _train_helpers import TINY_MODEL
 
-N_SENT, UPDATES = 32, 450
+N_SENT, UPDATES, LR = 32, 450, 4e-3
 
 
 def test_default_head_overfits_a_few_dozen_sentences(tiny_data):
@@ -28,9 +28,12 @@ def test_default_head_overfits_a_few_dozen_sentences(tiny_data):
     over = {**TINY_MODEL, "global_blocks": tuple(TINY_MODEL["global_blocks"]), "hidden_dropout": 0.0,
             "drop_path": 0.0, "use_mask": True}
     over.update(rec_pos_dim=16)  # the tiny preset's head (token norm + position code), sized to the grid
-    # The head's capacity is what this checks; it reads [CLS] as measured: 0.969 train prec@0.5 at 450
-    # updates. With the tiny preset's token mean (text_pool="mean", issue 8) it reached 0.875 at 450.
-    over.update(text_pool="cls")
+    # The head's capacity is what this checks, so the text encoder stays fixed (a step costs ~40 %
+    # less; issue 14: this test took 145 s of the suite) and the heads read the tiny preset's token
+    # mean (text_pool="mean"): a fixed MiniLM's [CLS] barely depends on the sentence (29/32 at most).
+    # Measured (this data, LR 4e-3): train prec@0.5 0.906 / 0.938 / 0.906 / 0.938 at 300 / 350 / 400
+    # / 450 updates, centre spread 0.20; 73 s on 2 cores.
+    over.update(text_pool="mean")
     # The box pooling reads the head's own capacity, not the mask guide (rec_mask_guide, the tiny
     # default since issue 8's session 3): with the guide the box follows the mask, which 450
     # full-batch updates fit less well (measured 0.812 train prec@0.5 at 450 updates, in the full suite).
@@ -54,11 +57,11 @@ def test_default_head_overfits_a_few_dozen_sentences(tiny_data):
     images, ids, attn, gt, masks = (Tensor(np.stack([r[k] for r in rows]).astype(dt)) for k, dt in
                                     zip(range(5), (np.float32, np.int32, np.int32, np.float32, np.float32)))
     loss_fn = GroundingLoss.from_config(cfg)
-    for name, p in model.text_encoder.parameters_and_names():
-        if "word_embeddings" in name:  # as the tiny recipe: AdamW over a 30522 x 384 table costs most of a step
-            p.requires_grad = False
+    for p in model.text_encoder.get_parameters():  # fixed: the head's capacity is under test
+        p.requires_grad = False
     params = model.trainable_params()
-    opt = nn.AdamWeightDecay(params, learning_rate=2e-3, weight_decay=0.0)
+    assert params and not any(p.name.startswith("text_encoder.") for p in params)
+    opt = nn.AdamWeightDecay(params, learning_rate=LR, weight_decay=0.0)
 
     def forward(im, i, a, g, m):
         pred, logits = model(im, i, a)
