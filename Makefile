@@ -46,8 +46,11 @@ ablation: $(STAMP)
 	$(BIN)/python -m vglaw.workbook run 03_ablations -p law_types '["none", "la", "od1", "od2", "od3", "svd"]' \
 		-p seeds '$(ABLATION_SEEDS)' -p max_epochs $(ABLATION_EPOCHS) -p max_steps 0 -p report_dir reports
 
+# Two pytest workers, one test file each at a time (module fixtures stay in one process): most tests
+# are single-threaded (imports, graph compiles, --deterministic runs), so 2 cores run two of them.
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile tests
 
 # Planted bugs (tests/mutants.py): each one in a temporary copy, with the tests that should catch
 # it; prints killed/survived and rewrites tests/MUTANTS.md. Not part of `make test` (about 15 min
