@@ -16,6 +16,10 @@ TINY_MODEL = {"img_size": 64, "window_size": 2, "vit_dim": 32, "vit_depth": 2, "
               "global_blocks": [1], "text_layers": 1, "law_rank": 4, "law_hidden": 16,
               "rec_hidden": 32, "res_hidden": 16, "rec_dim": 16, "max_len": 20}
 DETERMINISTIC = {"hidden_dropout": 0.0, "drop_path": 0.0}
+# Appended to cli_args: the same 8 samples per update in one micro-batch, so a run compiles one train
+# graph instead of two (accumulate + apply: ~5 s of each short run). For tests that are not about
+# accumulation (test_run.py and test_config_routing.py keep batch 4 x 2).
+NO_ACCUM = ("--batch_size", "8")
 
 
 def cli_args(tiny_data: dict, runs: Path, name: str, *extra: str) -> list[str]:

@@ -11,9 +11,9 @@ import subprocess
 import sys
 import time
 
-from _train_helpers import REPO, cli_args, env, run_cli
+from _train_helpers import NO_ACCUM, REPO, cli_args, env, run_cli
 
-SHORT = ("--max_epochs", "1", "--eval_splits", "val", "--eval_every", "0")
+SHORT = ("--max_epochs", "1", "--eval_splits", "val", "--eval_every", "0", *NO_ACCUM)
 
 
 def _start(args: list[str]) -> subprocess.Popen:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from _train_helpers import TINY_MODEL, cli_args, run_cli
+from _train_helpers import NO_ACCUM, TINY_MODEL, cli_args, run_cli
 
 BACKBONE = {k: v for k, v in TINY_MODEL.items() if k in ("img_size", "window_size", "vit_dim", "vit_depth",
                                                            "vit_heads", "global_blocks")}
@@ -92,7 +92,7 @@ def test_pretrain_saves_a_backbone_that_loads_strictly_and_is_reused(tiny_data, 
 
 
 def test_training_cli_uses_the_pretrained_backbone(tiny_data, tmp_path):
-    args = [a for a in cli_args(tiny_data, tmp_path, "pt", "--max_steps", "2")]
+    args = [a for a in cli_args(tiny_data, tmp_path, "pt", "--max_steps", "2", *NO_ACCUM)]
     i = args.index("scratch")
     args[i] = "shapes_pretrained"
     proc = run_cli(args + ["--pretrain_updates", "2"])

@@ -16,7 +16,7 @@ import pytest
 from vglaw.train import TrainConfig, resolve_config
 from vglaw.train.config import SELECT_METRICS, ConfigError
 
-from _train_helpers import REPO, cli_args, env, run_cli
+from _train_helpers import NO_ACCUM, REPO, cli_args, env, run_cli
 
 
 def _rows(run: Path) -> list[dict]:
@@ -51,7 +51,7 @@ def test_deterministic_reruns_are_bit_identical(tiny_data, tmp_path, mode, steps
     # --deterministic runs MindSpore's CPU kernels on one thread: both reruns at once use 2 cores
     procs = [subprocess.Popen([sys.executable, "-m", "vglaw.train", *cli_args(
         tiny_data, tmp_path, name, "--deterministic", "--mode_name", mode, "--max_steps", str(steps),
-        "--log_freq", "1", "--eval_splits", "val")], cwd=REPO, env=env(), stdout=subprocess.DEVNULL,
+        "--log_freq", "1", "--eval_splits", "val", *NO_ACCUM)], cwd=REPO, env=env(), stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE, text=True) for name in ("a", "b")]
     errs = [p.communicate(timeout=1200)[1] for p in procs]  # a hang guard, not a speed bar
     assert [p.returncode for p in procs] == [0, 0], [e[-3000:] for e in errs]
