@@ -1,0 +1,143 @@
+"""Peak memory of a model's forward, train step and evaluation forward (issue 10, item 1).
+
+    GLOG_v=4 python benchmarks/bench_memory.py --preset paper --modes GRAPH --stages train --batches 1 2
+
+Each (mode, stage, batch) runs in its own process: build the model, run the stage twice on random
+inputs of the preset's shapes, report the process's peak RSS (VmHWM). The parent watches every
+child and stops one whose RSS passes `--limit_gb` (default: 85 % of MemTotal), so a configuration that
+does not fit shows as "> limit" instead of waking the OOM killer (which also hits other processes).
+Also printed: parameter bytes and, for train, AdamW's two moments, which fp32 training cannot avoid.
+Run it alone: two paper-preset processes at once do not fit in 24 GiB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+STAGES = ("forward", "train", "eval")
+
+
+def _kib(field: str, pid: int | str = "self") -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def child(preset: str, law_type: str, mode: str, stage: str, batch: int, context: dict) -> dict:
+    import numpy as np
+    import mindspore as ms
+    from mindspore import ops
+    from vglaw import build_model
+    from vglaw.models.losses import GroundingLoss
+    from vglaw.train.optim import Schedule, build_optimizer
+
+    ms.set_context(mode=ms.GRAPH_MODE if mode == "GRAPH" else ms.PYNATIVE_MODE, **context)
+    ms.set_seed(0)
+    model = build_model(preset, law_type)
+    cfg = model.config
+    rng = np.random.default_rng(0)
+    s, n = cfg.img_size, cfg.max_len
+    im = ms.Tensor(rng.normal(size=(batch, 3, s, s)).astype(np.float32))
+    ids = ms.Tensor(rng.integers(1000, 2000, (batch, n)).astype(np.int32))
+    att = ms.Tensor(np.ones((batch, n), np.int32))
+    gt = ms.Tensor(rng.uniform(0.2, 0.6, (batch, 4)).astype(np.float32))
+    mask = ms.Tensor((rng.uniform(size=(batch, s, s)) > 0.5).astype(np.float32))
+    params = sum(p.size for p in model.get_parameters()) * 4
+    moments = 0
+    if stage == "train":
+        opt, _ = build_optimizer(model, Schedule(base_lrs={"lang": 1e-5, "visual": 1e-5, "base": 1e-4},
+                                                 warmup_steps=10))
+        moments = 2 * sum(p.size for p in opt.parameters) * 4
+        loss_fn = GroundingLoss.from_config(cfg)
+
+        def forward(*x):
+            boxes, logits = model(*x[:3])
+            return loss_fn(boxes, logits, *x[3:])
+
+        grad_fn = ms.value_and_grad(forward, None, opt.parameters, has_aux=True)
+
+        def run(*x):
+            (loss, *_), grads = grad_fn(*x)
+            return ops.depend(loss, opt(ops.clip_by_global_norm(grads, 0.15)))
+        args = (im, ids, att, gt, mask)
+        model.set_train(True)
+    else:
+        def run(*x):
+            return model(*x)[0]
+        args = (im, ids, att)
+        model.set_train(stage == "forward")
+    fn = ms.jit(run) if mode == "GRAPH" else run
+    times = []
+    for _ in range(2):
+        t = time.perf_counter()
+        fn(*args).asnumpy()
+        times.append(time.perf_counter() - t)
+    return {"peak_gb": _kib("VmHWM") / 2**20, "params_gb": params / 2**30, "moments_gb": moments / 2**30,
+            "first_s": times[0], "second_s": times[1]}
+
+
+def run_one(argv: list[str], limit_kib: int) -> dict:
+    proc = subprocess.Popen([sys.executable, __file__, "--child", *argv], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    peak = 0
+    while proc.poll() is None:
+        try:
+            rss = _kib("VmRSS", proc.pid)
+        except (FileNotFoundError, ProcessLookupError):
+            break
+        peak = max(peak, rss)
+        if rss > limit_kib:
+            proc.kill()
+            proc.wait()
+            return {"error": f"> {limit_kib / 2**20:.1f} GB (stopped)"}
+        time.sleep(0.2)
+    out, err = proc.communicate()
+    if proc.returncode != 0:
+        return {"error": f"exit {proc.returncode}: {(err.strip().splitlines() or [''])[-1][:120]}"}
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--preset", default="paper", choices=("tiny", "paper"))
+    p.add_argument("--law_type", default="svd")
+    p.add_argument("--modes", nargs="+", default=["GRAPH"], choices=("GRAPH", "PYNATIVE"))
+    p.add_argument("--stages", nargs="+", default=list(STAGES), choices=STAGES)
+    p.add_argument("--batches", nargs="+", type=int, default=[1, 2])
+    p.add_argument("--limit_gb", type=float, default=None, help="stop a child above this RSS")
+    p.add_argument("--context", default="{}", help='JSON of mindspore.set_context options, e.g. {"memory_optimize_level": "O1"}')
+    p.add_argument("--child", nargs=6, metavar=("PRESET", "LAW", "MODE", "STAGE", "BATCH", "CONTEXT"), help=argparse.SUPPRESS)
+    a = p.parse_args()
+    if a.child:
+        preset, law, mode, stage, batch, context = a.child
+        print(json.dumps(child(preset, law, mode, stage, int(batch), json.loads(context))))
+        return
+    if a.limit_gb:
+        limit = int(a.limit_gb * 2**20)
+    else:
+        with open("/proc/meminfo") as f:
+            limit = int(0.85 * int(next(line for line in f if line.startswith("MemTotal:")).split()[1]))
+    print(f"preset {a.preset}, law {a.law_type}, context {a.context}, child RSS limit {limit / 2**20:.1f} GB, "
+          f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}")
+    print(f"{'mode':<9} {'stage':<8} {'batch':>5} {'peak RSS GB':>12} {'params GB':>10} {'AdamW m+v GB':>13} "
+          f"{'first s':>8} {'second s':>9}")
+    for mode in a.modes:
+        for stage in a.stages:
+            for b in a.batches:
+                r = run_one([a.preset, a.law_type, mode, stage, str(b), a.context], limit)
+                if "error" in r:
+                    print(f"{mode:<9} {stage:<8} {b:>5} {r['error']}", flush=True)
+                    continue
+                print(f"{mode:<9} {stage:<8} {b:>5} {r['peak_gb']:>12.2f} {r['params_gb']:>10.2f} "
+                      f"{r['moments_gb']:>13.2f} {r['first_s']:>8.1f} {r['second_s']:>9.1f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
