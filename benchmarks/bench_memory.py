@@ -31,7 +31,6 @@ def _kib(field: str, pid: int | str = "self") -> int:
 
 
 def child(preset: str, law_type: str, mode: str, stage: str, batch: int, context: dict) -> dict:
-    import numpy as np
     import mindspore as ms
     from mindspore import ops
     from vglaw import build_model
@@ -42,13 +41,8 @@ def child(preset: str, law_type: str, mode: str, stage: str, batch: int, context
     ms.set_seed(0)
     model = build_model(preset, law_type)
     cfg = model.config
-    rng = np.random.default_rng(0)
-    s, n = cfg.img_size, cfg.max_len
-    im = ms.Tensor(rng.normal(size=(batch, 3, s, s)).astype(np.float32))
-    ids = ms.Tensor(rng.integers(1000, 2000, (batch, n)).astype(np.int32))
-    att = ms.Tensor(np.ones((batch, n), np.int32))
-    gt = ms.Tensor(rng.uniform(0.2, 0.6, (batch, 4)).astype(np.float32))
-    mask = ms.Tensor((rng.uniform(size=(batch, s, s)) > 0.5).astype(np.float32))
+    from bench_model import _inputs  # this folder's random inputs of a preset's shapes
+    im, ids, att, gt, mask = _inputs(cfg, batch)
     params = sum(p.size for p in model.get_parameters()) * 4
     moments = 0
     if stage == "train":
