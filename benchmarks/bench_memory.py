@@ -1,6 +1,7 @@
 """Peak memory of a model's forward, train step and evaluation forward (issue 10, item 1).
 
     GLOG_v=4 python benchmarks/bench_memory.py --preset paper --modes GRAPH --stages train --batches 1 2
+    GLOG_v=4 python benchmarks/bench_memory.py --preset paper --stages train --batches 1 --recompute
 
 Each (mode, stage, batch) runs in its own process: build the model, run the stage twice on random
 inputs of the preset's shapes, report the process's peak RSS (VmHWM). The parent watches every
@@ -30,7 +31,8 @@ def _kib(field: str, pid: int | str = "self") -> int:
     return 0
 
 
-def child(preset: str, law_type: str, mode: str, stage: str, batch: int, context: dict) -> dict:
+def child(preset: str, law_type: str, mode: str, stage: str, batch: int, context: dict,
+          recompute: bool = False) -> dict:
     import mindspore as ms
     from mindspore import ops
     from vglaw import build_model
@@ -40,6 +42,8 @@ def child(preset: str, law_type: str, mode: str, stage: str, batch: int, context
     ms.set_context(mode=ms.GRAPH_MODE if mode == "GRAPH" else ms.PYNATIVE_MODE, **context)
     ms.set_seed(0)
     model = build_model(preset, law_type)
+    if recompute:
+        model.set_recompute()
     cfg = model.config
     from bench_model import _inputs  # this folder's random inputs of a preset's shapes
     im, ids, att, gt, mask = _inputs(cfg, batch)
@@ -107,25 +111,28 @@ def main() -> None:
     p.add_argument("--batches", nargs="+", type=int, default=[1, 2])
     p.add_argument("--limit_gb", type=float, default=None, help="stop a child above this RSS")
     p.add_argument("--context", default="{}", help='JSON of mindspore.set_context options, e.g. {"memory_optimize_level": "O1"}')
-    p.add_argument("--child", nargs=6, metavar=("PRESET", "LAW", "MODE", "STAGE", "BATCH", "CONTEXT"), help=argparse.SUPPRESS)
+    p.add_argument("--recompute", action="store_true",
+                   help="recompute every ViT block and BERT layer in the backward (VGLAW.set_recompute)")
+    p.add_argument("--child", nargs=7, metavar=("PRESET", "LAW", "MODE", "STAGE", "BATCH", "CONTEXT", "RECOMPUTE"),
+                   help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.child:
-        preset, law, mode, stage, batch, context = a.child
-        print(json.dumps(child(preset, law, mode, stage, int(batch), json.loads(context))))
+        preset, law, mode, stage, batch, context, recompute = a.child
+        print(json.dumps(child(preset, law, mode, stage, int(batch), json.loads(context), recompute == "1")))
         return
     if a.limit_gb:
         limit = int(a.limit_gb * 2**20)
     else:
         with open("/proc/meminfo") as f:
             limit = int(0.85 * int(next(line for line in f if line.startswith("MemTotal:")).split()[1]))
-    print(f"preset {a.preset}, law {a.law_type}, context {a.context}, child RSS limit {limit / 2**20:.1f} GB, "
+    print(f"preset {a.preset}, law {a.law_type}, context {a.context}, recompute {a.recompute}, child RSS limit {limit / 2**20:.1f} GB, "
           f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}")
     print(f"{'mode':<9} {'stage':<8} {'batch':>5} {'peak RSS GB':>12} {'params GB':>10} {'AdamW m+v GB':>13} "
           f"{'first s':>8} {'second s':>9}")
     for mode in a.modes:
         for stage in a.stages:
             for b in a.batches:
-                r = run_one([a.preset, a.law_type, mode, stage, str(b), a.context], limit)
+                r = run_one([a.preset, a.law_type, mode, stage, str(b), a.context, str(int(a.recompute))], limit)
                 if "error" in r:
                     print(f"{mode:<9} {stage:<8} {b:>5} {r['error']}", flush=True)
                     continue

@@ -57,6 +57,39 @@ def _loss_grads(model, images, ids, mask):
     return params, grads
 
 
+def test_recompute_keeps_loss_and_gradients():
+    """`--recompute` (VGLAW.set_recompute, issue 10) marks every ViT block and BERT layer and, in a
+    GRAPH train step, leaves the loss and every gradient equal to the plain step's."""
+    ms.set_context(mode=ms.GRAPH_MODE)
+    cfg = dict(SMALL, drop_path=0.0, hidden_dropout=0.0)  # no randomness between the two forwards
+    images, ids, mask = _inputs(2, cfg=cfg)
+    out = []
+    for recompute in (False, True):
+        ms.set_seed(0)
+        model = build_model("tiny", law_type="svd", **cfg)
+        perturb_generator(model)
+        model.set_train(True)
+        if recompute:
+            assert model.set_recompute() == cfg["vit_depth"] + cfg["text_layers"]
+        params = model.trainable_params()
+        loss = GroundingLoss()
+        rng = np.random.default_rng(0)
+        gt_box = Tensor(rng.uniform(0.3, 0.6, (2, 4)).astype(np.float32))
+        gt_mask = Tensor((rng.random((2, cfg["img_size"], cfg["img_size"])) > 0.5).astype(np.float32))
+
+        def fwd(a, b, c):
+            boxes, logits = model(a, b, c)
+            return loss(boxes, logits, gt_box, gt_mask)[0]
+
+        value, grads = ms.jit(ms.value_and_grad(fwd, None, params))(images, ids, mask)
+        out.append((float(value.asnumpy()), [g.asnumpy() for g in grads]))
+    (l0, g0), (l1, g1) = out
+    assert l0 == pytest.approx(l1, rel=1e-6)
+    assert len(g0) == len(g1) and sum(float(np.abs(g).sum()) > 0 for g in g0) > len(g0) // 2
+    for a, b in zip(g0, g1):
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-7)
+
+
 @pytest.mark.parametrize("law_type", ["svd", "od3"])
 def test_gradients_reach_every_trainable_parameter(law_type):
     model = build_model("tiny", law_type=law_type, **SMALL)

@@ -1,5 +1,5 @@
-"""Config routing: each loss weight, LR group, the weight decay, the clip norm and the drop epochs
-given on the CLI reach the object that uses them in a real `run_training` (in this process; the
+"""Config routing: each loss weight, LR group, the weight decay, the clip norm, the drop epochs and
+--recompute given on the CLI reach the object that uses them in a real `run_training` (in this process; the
 train step is replaced by a recorder that stops the run once everything is built)."""
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def built(tiny_data, tmp_path_factory):
     flags = [x for k, v in LOSS.items() for x in (f"--{k}", str(v))]
     flags += ["--lr_lang", str(LR["lang"]), "--lr_visual", str(LR["visual"]), "--lr_base", str(LR["base"]),
               "--warmup_steps", str(WARMUP), "--drop_epochs", "1", "--drop_rate", str(DROP_RATE),
-              "--weight_decay", str(WD), "--clip_norm", str(CLIP), "--mode_name", "PYNATIVE"]
+              "--weight_decay", str(WD), "--clip_norm", str(CLIP), "--mode_name", "PYNATIVE", "--recompute"]
     try:
         with pytest.raises(_Built):
             train(cli_args(tiny_data, tmp_path_factory.mktemp("routing"), "routing", *flags))
@@ -108,3 +108,12 @@ def test_weight_decay_reaches_the_optimizer(built):
 def test_clip_norm_and_accumulation_reach_the_train_step(built):
     assert built["clip_norm"] == CLIP
     assert built["accum_steps"] == 2 and built["world"] == 1
+
+
+def test_recompute_reaches_every_block(built):
+    """--recompute marks each ViT block and each BERT layer of the model the run trains (issue 10)."""
+    model = built["model"]
+    cells = list(model.backbone.blocks) + list(model.text_encoder.encoder.layer)
+    assert len(cells) == model.config.vit_depth + model.config.text_layers
+    assert all(c._has_config_recompute for c in cells)  # set by mindspore's Cell.recompute
+    assert not model.head._has_config_recompute  # only the blocks

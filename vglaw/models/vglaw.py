@@ -86,6 +86,15 @@ class VGLAW(nn.Cell):
             return gen.reshape(gen.shape[0], gen.shape[1], k, k)
         return gen
 
+    def set_recompute(self) -> int:
+        """Recompute each ViT block's and each BERT layer's forward in the backward instead of
+        keeping its activations (MindSpore `Cell.recompute`, GRAPH mode; issue 10). The function
+        and its gradients stay the same; returns how many cells were marked."""
+        cells = list(self.backbone.blocks) + list(self.text_encoder.encoder.layer)
+        for cell in cells:
+            cell.recompute()
+        return len(cells)
+
     def param_groups(self) -> dict:
         """Trainable Parameters by LR group: lang (text encoder), visual (backbone incl. W0/b0),
         base (LAW + head)."""

@@ -24,7 +24,7 @@ __all__ = ["BOOKKEEPING", "RESUMABLE", "changed_fields", "split_changes", "forma
 
 # Fields that never change what a run computes (not compared between runs at all).
 BOOKKEEPING = frozenset({"resume", "overwrite", "allow_changes", "force", "progress", "num_workers",
-                         "log_freq", "short_comment"})
+                         "log_freq", "short_comment", "recompute"})
 # Fields a resume may change without --allow_changes.
 RESUMABLE = BOOKKEEPING | {"eval_every", "eval_every_steps", "eval_splits", "ckpt_every", "experiment_name",
                            "save_ckpt_dir", "data_root", "cache_dir", "max_epochs", "max_steps"}

@@ -116,6 +116,8 @@ class TrainConfig:
     seed: int = 0                       # model init, data order (with the epoch) and augmentation
     deterministic: bool = False         # bit-identical reruns of a seed: CPU kernels on one thread (slower)
     num_workers: int = 1                # data-pipeline workers
+    recompute: bool = False             # recompute ViT blocks / BERT layers in the backward (same gradients; see
+                                        # VGLAW.set_recompute: on CPU it costs memory and time, issue 10)
     mode_name: str = "GRAPH"            # GRAPH: mindspore.jit train step; PYNATIVE: op by op (debug)
     device_target: str | None = None    # CPU GPU Ascend; None: MindSpore's default
     progress: bool = True               # tqdm bar (rank 0)
