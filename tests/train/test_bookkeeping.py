@@ -37,7 +37,7 @@ def test_second_writer_exits_2_then_resume_refuses_changed_settings_and_allow_ch
         tiny_data, tmp_path):
     """One run directory through its life (one training run less than a test per part): a second
     writer is refused at start-up while the first trains; the finished run is the first's; a resume
-    with changed settings is refused unless --allow_changes, which is recorded, as is an extension."""
+    with changed settings is refused unless --allow_changes, which is recorded with the extension."""
     base = cli_args(tiny_data, tmp_path, "same", *SHORT, "--lr_base", "1e-3", "--seed", "1")
     first = _start(base + ["--max_steps", "2"])
     run = tmp_path / "same"
@@ -81,13 +81,8 @@ def test_second_writer_exits_2_then_resume_refuses_changed_settings_and_allow_ch
     log = [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
     assert [row["step"] for row in log if "eval" not in row] == [2, 4]
     assert json.loads((run / "status.json").read_text())["step"] == 4
-
-    # extending max_steps alone needs no flag, and is recorded too
-    r = run_cli(changed + ["--max_steps", "6", "--resume"])
-    assert r.returncode == 0, r.stderr[-3000:]
-    cfg = json.loads((run / "config.json").read_text())
-    assert cfg["train"]["max_steps"] == 6 and len(cfg["resumes"]) == 2
-    assert cfg["resumes"][1]["changes"] == {"max_steps": [4, 6]} and cfg["resumes"][1]["step"] == 4
+    # A resume that only extends max_steps needs no flag: test_run.py's stop-and-resume test
+    # (--max_steps 5, then --resume without it) and the refusal above, whose error leaves max_steps out.
 
 
 def test_failed_start_leaves_no_run_folder(tiny_data, tmp_path):

@@ -197,6 +197,9 @@ def test_stop_after_n_updates_then_resume_matches_uninterrupted_run(full_run, ru
     assert (meta["update_step"], meta["epoch"]) == (5, 0) and meta["batches_done"] == 10
     r = run_cli(args + ["--resume"])
     assert r.returncode == 0, r.stderr[-4000:]
+    # extending the run (max_steps 5 -> the whole schedule) needed no flag, and config.json records it
+    [entry] = json.loads((tmp_path / "stopped" / "config.json").read_text())["resumes"]
+    assert entry["step"] == 5 and entry["changes"] == {"max_steps": [5, None]} and entry["allowed_changes"] is False
     arrays, _ = _train_state(tmp_path / "stopped" / "last.ckpt")
     full, _ = _train_state(full_run / "last.ckpt")
     moments = [k for k in full if k.startswith(("adam_m.", "adam_v."))]

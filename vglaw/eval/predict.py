@@ -57,7 +57,7 @@ def _on_white(rgba: np.ndarray) -> np.ndarray:
 
 def count_tokens(tokenizer, text: str) -> int:
     """Number of word pieces incl. [CLS] and [SEP] (what has to fit into max_len)."""
-    return len(tokenizer(text, add_special_tokens=True)["input_ids"])
+    return len(tokenizer.token_ids(text, special=True))
 
 
 def predict(model, tokenizer, image, text: str, *, threshold: float = 0.5, forward=None) -> dict:
@@ -89,7 +89,7 @@ def predict(model, tokenizer, image, text: str, *, threshold: float = 0.5, forwa
     img = load_image(image)
     cfg = model.config
     n_tokens = count_tokens(tokenizer, text)
-    pieces = tokenizer(text, add_special_tokens=False)["input_ids"]
+    pieces = tokenizer.token_ids(text, special=False)
     unknown = bool(pieces) and all(t == tokenizer.unk_token_id for t in pieces)
     if unknown:
         log.warning("no word of %r is in the vocabulary (all [UNK]): the box below ignores the "
