@@ -21,12 +21,20 @@ __all__ = ["train_or_reuse", "config_differences", "run_differences", "notebook_
 log = logging.getLogger("vglaw")
 
 
+# `smoke` runs train this model (the tiny preset's code paths at the sizes of the tests' CLI runs):
+# each compiles in about two thirds of the tiny preset's time. A notebook's model_overrides win.
+SMOKE_MODEL = {"img_size": 64, "window_size": 2, "vit_dim": 32, "vit_depth": 2, "vit_heads": 2,
+               "global_blocks": (1,), "text_layers": 1, "law_rank": 4, "law_hidden": 16,
+               "rec_hidden": 32, "res_hidden": 16, "rec_dim": 16}
+
+
 def notebook_train_config(params, *, smoke_overrides: dict | None = None, **fixed):
     """The resolved `TrainConfig` of a notebook's parameters (02_train, 03_ablations).
 
     Every parameter named as a TrainConfig field is passed on (an empty string means None); data_root / cache_dir / save_ckpt_dir default to the repository's
     data/, .cache/refer/ and runs/, or for `params.smoke` to .cache/smoke/{data,cache,runs} (smoke runs
-    never touch the default data or runs), where `smoke_overrides` then apply. `fixed`: values the
+    never touch the default data or runs), where `smoke_overrides` then apply (and, for the tiny preset,
+the small model `SMOKE_MODEL`). `fixed`: values the
     notebook itself sets (they win over the parameters, the smoke overrides over both).
     """
     from vglaw.train import TrainConfig, resolve_config
@@ -42,6 +50,8 @@ def notebook_train_config(params, *, smoke_overrides: dict | None = None, **fixe
     kw.update(fixed)
     if smoke:
         kw.update(smoke_overrides or {})
+        if kw.get("preset", "paper") == "tiny":
+            kw["model_overrides"] = {**SMOKE_MODEL, **(kw.get("model_overrides") or {})}
     return resolve_config(TrainConfig(**kw))
 
 
