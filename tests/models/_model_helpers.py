@@ -10,8 +10,8 @@ SMALL = dict(img_size=64, patch_size=16, vit_dim=32, vit_depth=2, vit_heads=2, w
              global_blocks=(1,), pretrain_grid=4, text_hidden=32, text_layers=1, text_heads=2,
              text_ffn=64, vocab_size=100, max_len=8, law_rank=4, res_hidden=8, rec_hidden=16, rec_dim=8,
              # ViTDet's linear patch stem and token pooling, as the detectron2 / authors' weights need;
-             # the tiny preset's hmlp stem, cell refinement and cell pooling: test_stem_refine.py (HMLP)
-             stem="patch", res_refine=0, rec_cell_pool=False)
+             # the tiny preset's hmlp stem, cell refinement, cell pooling and box select: test_stem_refine.py (HMLP)
+             stem="patch", res_refine=0, rec_cell_pool=False, res_select=0)
 
 
 def make_inputs(b=2, seed=0, cfg=None):

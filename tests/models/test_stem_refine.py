@@ -1,5 +1,6 @@
 """Tiny-preset options of issue 8: the hierarchical MLP stem (`stem="hmlp"`), the RES head's per-cell
-refinement (`res_refine`), the cell pooling (`rec_cell_pool`), embed_norm and the sin-cos position table:
+refinement (`res_refine`), the cell pooling (`rec_cell_pool`), the box select (`res_select`), embed_norm and
+the sin-cos position table:
 patches stay independent, the refinement is local to its cell and reads the sentence, GRAPH ==
 PYNATIVE, every new parameter gets a gradient, bad settings are refused (issue 8)."""
 
@@ -20,7 +21,7 @@ from vglaw.models.vit import HMLPStem, PatchEmbed  # noqa: E402
 
 from _model_helpers import SMALL, make_inputs, perturb_generator  # noqa: E402
 
-HMLP = dict(SMALL, stem="hmlp", stem_dim=8, res_refine=8, rec_cell_pool=True)  # as the tiny preset, small
+HMLP = dict(SMALL, stem="hmlp", stem_dim=8, res_refine=8, rec_cell_pool=True)  # as the tiny preset, small (no select)
 
 
 @pytest.fixture(autouse=True)
@@ -202,3 +203,61 @@ def test_embed_norm_and_sincos_position_table():
     assert np.abs(plain(x).asnumpy() - a).max() > 1e-2  # without it, the scale matters
     with pytest.raises(ValueError, match=r"unknown pos_init 'learnt'.*sincos"):
         build_model("tiny", **dict(SMALL, pos_init="learnt"))
+
+
+SELECT = dict(HMLP, res_select=8)
+
+
+def test_box_select_starts_as_identity_reads_the_box_and_trains_no_box_weight():
+    """res_select: at initialisation (last layer 0) the mask is the RES head's alone; with a
+    trained last layer the correction depends on where a cell lies relative to the predicted box;
+    the mask loss reaches BoxSelect but no REC-head weight (the box is detached)."""
+    from vglaw.models.heads import BoxSelect
+    from vglaw.models.losses import GroundingLoss
+    sel = BoxSelect(cells=8, hidden=4)
+    rng = np.random.default_rng(0)
+    low = Tensor(rng.standard_normal((2, 8, 8)).astype(np.float32))
+    box = Tensor(np.array([[0.25, 0.25, 0.3, 0.3], [0.75, 0.5, 0.2, 0.6]], np.float32))
+    np.testing.assert_array_equal(sel(low, box).asnumpy(), low.asnumpy())  # identity at init
+    sel.fc2.weight.set_data(Tensor(rng.standard_normal((1, 4)).astype(np.float32)))
+    a = sel(low, box).asnumpy()
+    b = sel(low, Tensor(np.array([[0.75, 0.75, 0.3, 0.3], [0.75, 0.5, 0.2, 0.6]], np.float32))).asnumpy()
+    assert np.abs(a[0] - b[0]).max() > 1e-3 and np.array_equal(a[1], b[1])  # sample 0's box moved, only its mask
+
+    model = build_model("tiny", law_type="svd", **SELECT)
+    model.set_train(False)
+    perturb_generator(model, scale=0.1)
+    model.head.select.fc2.weight.set_data(Tensor(rng.standard_normal((1, 8)).astype(np.float32)))
+    images, ids, mask = make_inputs(cfg=SELECT)
+    gt_mask = Tensor((rng.random((2, 64, 64)) > 0.5).astype(np.float32))
+    loss = GroundingLoss(l1=0.0, giou=0.0)  # the mask losses only
+    params = model.trainable_params()
+
+    def fwd(x, y, z):
+        boxes, logits = model(x, y, z)
+        return loss(boxes, logits, Tensor(np.full((2, 4), 0.5, np.float32)), gt_mask)[0]
+
+    _, grads = ms.value_and_grad(fwd, None, params)(images, ids, mask)
+    g = {p.name: np.abs(gr.asnumpy()).max() for p, gr in zip(params, grads)}
+    assert all(g[n] > 0 for n in ("head.select.fc1.weight", "head.select.fc2.weight", "head.res.up1.weight"))
+    rec = [n for n in g if n.startswith("head.rec.")]
+    assert rec and all(g[n] == 0 for n in rec), [n for n in rec if g[n] != 0]
+
+
+def test_graph_and_pynative_agree_with_box_select():
+    model = build_model("tiny", law_type="svd", **SELECT)
+    model.set_train(False)
+    perturb_generator(model, scale=0.05)
+    model.head.select.fc2.weight.set_data(Tensor(np.full((1, 8), 0.3, np.float32)))
+    inputs = make_inputs(2, cfg=SELECT)
+    eager = [o.asnumpy() for o in model(*inputs)]
+    ms.set_context(mode=ms.GRAPH_MODE)
+    graph = [o.asnumpy() for o in model(*inputs)]
+    for e, g in zip(eager, graph):
+        np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("value", [-1, True, 2.5])
+def test_bad_res_select_is_refused(value):
+    with pytest.raises(ValueError, match="res_select must be an int >= 0"):
+        build_model("tiny", **{**SMALL, "res_select": value})

@@ -188,9 +188,9 @@ def test_config_round_trips_through_json():
     # a config stored before a field existed gets the field's old behaviour, not the preset's new value
     old = dataclasses.asdict(make_model_config("tiny"))
     for later in ("text_pool", "rec_pos_dim", "rec_cell_pool", "stem", "stem_dim", "res_refine", "embed_norm",
-                  "pos_init"):
+                  "pos_init", "res_select"):
         del old[later]
     back = config_from_dict(old)
     assert back.text_pool == "cls" and back.rec_pos_dim == 0 and back.rec_token_norm
-    assert back.stem == "patch" and back.res_refine == 0 and not back.rec_cell_pool
+    assert back.stem == "patch" and back.res_refine == 0 and not back.rec_cell_pool and back.res_select == 0
     assert make_model_config("tiny").text_pool == "mean"

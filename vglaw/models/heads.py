@@ -239,6 +239,34 @@ class PixelRefine(nn.Cell):
         return low + self.fc2(h).reshape(b, g, g)
 
 
+class BoxSelect(nn.Cell):
+    """`res_select` (not in the paper; issue 8): a per-cell correction of the RES head's stride-4
+    logits from the REC head's box, detached. On "the left purple diamond" the mask tends to mark
+    both diamonds while the box, which reads positions, picks one; each cell gets
+    MLP([logit, |x - cx| / (w/2), |y - cy| / (h/2)]) -> 1 added to its logit, so the mask can drop
+    what lies far outside the box. The last layer starts at zero: at initialisation the mask is
+    the RES head's alone."""
+
+    def __init__(self, cells: int, hidden: int):
+        super().__init__()
+        c = (np.arange(cells, dtype=np.float32) + 0.5) / cells
+        yy, xx = np.meshgrid(c, c, indexing="ij")
+        self.cx, self.cy = Tensor(xx.reshape(1, -1)), Tensor(yy.reshape(1, -1))  # (1, M) cell centres
+        self.fc1 = nn.Dense(3, hidden)
+        self.act = nn.GELU(approximate=False)
+        self.fc2 = nn.Dense(hidden, 1, weight_init="zeros", bias_init="zeros")
+
+    def construct(self, low: Tensor, box: Tensor) -> Tensor:
+        """low (B, G, G) logits, box (B, 4) cxcywh on the unit canvas -> (B, G, G) logits."""
+        b, g, _ = low.shape
+        box = ops.stop_gradient(box)
+        half = ops.maximum(box[:, 2:] * 0.5, 1e-3)  # (B, 2)
+        dx = ops.abs(self.cx - box[:, 0:1]) / half[:, 0:1]  # (B, M)
+        dy = ops.abs(self.cy - box[:, 1:2]) / half[:, 1:2]
+        x = ops.stack((low.reshape(b, g * g), dx, dy), -1)  # (B, M, 3)
+        return low + self.fc2(self.act(self.fc1(x))).reshape(b, g, g)
+
+
 class MultiTaskHead(nn.Cell):
     """REC + RES on the backbone map and the [CLS] feature (and, with `res_refine`, the stem's cells)."""
 
@@ -254,6 +282,9 @@ class MultiTaskHead(nn.Cell):
         self.refine_on = cfg.res_refine > 0
         if self.refine_on:
             self.refine = PixelRefine(cfg.stem_dim, cfg.text_hidden, cfg.res_refine)
+        self.select_on = cfg.res_select > 0
+        if self.select_on:
+            self.select = BoxSelect(4 * cfg.grid, cfg.res_select)
 
     def construct(self, fmap: Tensor, cls: Tensor, cells=None):
         b, c, h, w = fmap.shape
@@ -269,4 +300,7 @@ class MultiTaskHead(nn.Cell):
             guide = ops.stop_gradient(low.reshape(b, 16 * h * w))
         elif self.mask_guide:  # mean logit of each token's 4x4 cells, no gradient into the RES head
             guide = ops.stop_gradient(low.reshape(b, h, 4, w, 4).mean(axis=(2, 4)).reshape(b, h * w))
-        return self.rec(tokens, cls, guide), self.res.to_canvas(low)
+        box = self.rec(tokens, cls, guide)
+        if self.select_on:
+            low = self.select(low, box)
+        return box, self.res.to_canvas(low)
