@@ -164,8 +164,9 @@ PRESETS: dict[str, dict] = {
         # diamond") the mask marked both candidates while the box, which reads positions, picked
         # one; a per-cell MLP of the logit and the cell's offset from the detached box (last layer
         # at 0) lets the mask drop the other. Measured (issue 8; shapes, svd, --use_mask --translate,
-        # 700 updates, cosine LR, 305 val sentences), val prec@0.5 / box mIoU / mask mIoU: seed 0
-        # 0.564 / 0.486 / 0.718, against 0.551-0.666 / 0.484-0.526 / 0.556-0.561 over 4 runs without.
+        # 700 updates, cosine LR, 305 val sentences), val prec@0.5 / box mIoU / mask mIoU: seeds 0, 1
+        # 0.564 / 0.486 / 0.718, 0.643 / 0.524 / 0.723, against 0.551-0.666 / 0.484-0.526 /
+        # 0.556-0.561 over 4 runs without (seeds 0, 1, 0, 0).
         res_select=16,
         # The heads' sentence vector (DESIGN §3.4: [CLS]) is the mean of the token outputs here:
         # all-MiniLM-L6-v2 was trained as a mean-pooled sentence encoder, and its [CLS] output
