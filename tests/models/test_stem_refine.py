@@ -31,6 +31,14 @@ def _pynative():
     ms.set_context(mode=ms.PYNATIVE_MODE)
 
 
+def _assert_graph_equals_pynative(model, inputs):
+    eager = [o.asnumpy() for o in model(*inputs)]
+    ms.set_context(mode=ms.GRAPH_MODE)
+    graph = [o.asnumpy() for o in model(*inputs)]
+    for e, g in zip(eager, graph):
+        np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-5)
+
+
 def test_hmlp_stem_keeps_patches_independent_and_cells_local():
     stem = HMLPStem(16, 32, 8)
     rng = np.random.default_rng(0)
@@ -76,12 +84,7 @@ def test_graph_and_pynative_agree_with_stem_and_refine():
     model = build_model("tiny", law_type="svd", **HMLP)
     model.set_train(False)
     perturb_generator(model, scale=0.05)
-    inputs = make_inputs(2, cfg=HMLP)
-    eager = [o.asnumpy() for o in model(*inputs)]
-    ms.set_context(mode=ms.GRAPH_MODE)
-    graph = [o.asnumpy() for o in model(*inputs)]
-    for e, g in zip(eager, graph):
-        np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-5)
+    _assert_graph_equals_pynative(model, make_inputs(2, cfg=HMLP))
     # the refinement changes the mask: the same weights without it give other logits
     names = {n for n, _ in model.parameters_and_names()}
     assert {"head.refine.fc1.weight", "backbone.patch_embed.stage1.weight"} <= names
@@ -249,12 +252,7 @@ def test_graph_and_pynative_agree_with_box_select():
     model.set_train(False)
     perturb_generator(model, scale=0.05)
     model.head.select.fc2.weight.set_data(Tensor(np.full((1, 8), 0.3, np.float32)))
-    inputs = make_inputs(2, cfg=SELECT)
-    eager = [o.asnumpy() for o in model(*inputs)]
-    ms.set_context(mode=ms.GRAPH_MODE)
-    graph = [o.asnumpy() for o in model(*inputs)]
-    for e, g in zip(eager, graph):
-        np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-5)
+    _assert_graph_equals_pynative(model, make_inputs(2, cfg=SELECT))
 
 
 @pytest.mark.parametrize("value", [-1, True, 2.5])

@@ -53,9 +53,8 @@ class WordPieceTokenizer:
             raise ValueError(f"{vocab} has no [UNK] or [PAD] token: not a BERT WordPiece vocabulary")
 
     def token_ids(self, text: str, special: bool = True) -> list[int]:
-        """Ids of one text, untruncated; with [CLS]/[SEP] when `special`."""
-        self._tok.no_truncation()
-        self._tok.no_padding()
+        """Ids of one text, untruncated (encode_batch leaves no truncation or padding set); with
+        [CLS]/[SEP] when `special`."""
         return self._tok.encode(text, add_special_tokens=special).ids
 
     def encode_batch(self, phrases: list[str], max_len: int) -> tuple[np.ndarray, np.ndarray]:

@@ -32,6 +32,13 @@ def sincos_2d(grid: int, channels: int) -> np.ndarray:
     return np.concatenate([code(ys), code(xs)], axis=1).astype(np.float32)  # (g*g, c)
 
 
+def cell_centres(cells: int) -> tuple[np.ndarray, np.ndarray]:
+    """(x, y) float32 (cells**2,) centres of a cells x cells grid on the unit canvas, row-major."""
+    c = (np.arange(cells, dtype=np.float32) + 0.5) / cells
+    yy, xx = np.meshgrid(c, c, indexing="ij")
+    return xx.ravel(), yy.ravel()
+
+
 class RECHead(nn.Cell):
     """Query = Linear(c), keys = Linear(tokens), one head, softmax over tokens; values = tokens;
     then MLP -hidden-hidden-4 (ReLU) and a sigmoid.
@@ -80,9 +87,8 @@ class RECHead(nn.Cell):
         if cell_pool:  # the RES head's 4g x 4g cells: their code and centres on the unit canvas
             cells = 4 * grid
             self.pos = Tensor(sincos_2d(cells, pos_dim)).expand_dims(0)  # (1, M, P)
-            c = (np.arange(cells, dtype=np.float32) + 0.5) / cells
-            yy, xx = np.meshgrid(c, c, indexing="ij")
-            xy = np.stack([xx.ravel(), yy.ravel()], 1)
+            xx, yy = cell_centres(cells)
+            xy = np.stack([xx, yy], 1)
             self.cell_xy, self.cell_xy2 = Tensor(xy), Tensor(xy ** 2)  # (M, 2)
             self.prior_weight = Parameter(Tensor(np.zeros((1,), np.float32)), name="prior_weight")
             self.pos_key = nn.Dense(pos_dim, attn_dim)
@@ -249,9 +255,8 @@ class BoxSelect(nn.Cell):
 
     def __init__(self, cells: int, hidden: int):
         super().__init__()
-        c = (np.arange(cells, dtype=np.float32) + 0.5) / cells
-        yy, xx = np.meshgrid(c, c, indexing="ij")
-        self.cx, self.cy = Tensor(xx.reshape(1, -1)), Tensor(yy.reshape(1, -1))  # (1, M) cell centres
+        xx, yy = cell_centres(cells)
+        self.cx, self.cy = Tensor(xx.reshape(1, -1)), Tensor(yy.reshape(1, -1))  # (1, M)
         self.fc1 = nn.Dense(3, hidden)
         self.act = nn.GELU(approximate=False)
         self.fc2 = nn.Dense(hidden, 1, weight_init="zeros", bias_init="zeros")
