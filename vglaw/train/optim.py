@@ -9,10 +9,10 @@ CPU in 2.10); its moments are named `adam_m.<param>` / `adam_v.<param>` and its 
 
 `GroupAdamW` is that optimiser with the same update, compiled in less time: MindSpore's grouped
 AdamW maps its fused kernel over one flat list of parameters, each with its own LR and weight-decay
-entry (the group's schedule cell evaluated once per parameter), which took 4.0 s to compile for the
-tests' 101-parameter model; mapping once per group, with that group's LR evaluated once, takes
-1.4 s (`benchmarks/bench_compile.py`). Parameters, moments and `global_step` equal
-`nn.AdamWeightDecay`'s bit for bit (tests/train/test_optim.py).
+entry (the group's schedule cell evaluated once per parameter): the optimiser alone took 4.0 s to
+compile for the tests' 101-parameter model; mapping once per group, with that group's LR evaluated
+once, takes 1.4 s (the whole train step: `benchmarks/bench_compile.py`). Parameters, moments and
+`global_step` equal `nn.AdamWeightDecay`'s bit for bit (tests/train/test_optim.py).
 """
 
 from __future__ import annotations

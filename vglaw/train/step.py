@@ -35,7 +35,7 @@ class TrainStep:
     Args:
         model: VGLAW cell, `model(images, input_ids, attention_mask) -> (boxes, mask_logits)`.
         loss_fn: GroundingLoss, `loss_fn(boxes, logits, gt_boxes, gt_masks) -> (total, l1, giou, focal, dice)`.
-        optimizer: the `nn.AdamWeightDecay` of `build_optimizer`.
+        optimizer: the `GroupAdamW` (an `nn.AdamWeightDecay`) of `build_optimizer`.
         accum_steps: micro-batches per update (batch_sum / (batch_size * world)).
         clip_norm: global-norm clip of the averaged, reduced gradient; <= 0 disables it.
         world: data-parallel ranks (> 1 adds a `nn.DistributedGradReducer`).
