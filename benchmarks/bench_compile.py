@@ -16,10 +16,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
-import time
 
 # The CLI tests' model (tests/train/_train_helpers.py TINY_MODEL): the graph most compiled in `make test`.
 TESTS_MODEL = {"img_size": 64, "window_size": 2, "vit_dim": 32, "vit_depth": 2, "vit_heads": 2,
@@ -59,16 +57,10 @@ def _child(model: str, optimizer: str, steps: int) -> dict:
             ms.Tensor(rng.integers(1000, 2000, (batch, L)).astype(np.int32)), ms.Tensor(np.ones((batch, L), np.int32)),
             ms.Tensor(rng.uniform(0.3, 0.6, (batch, 4)).astype(np.float32)),
             ms.Tensor((rng.uniform(size=(batch, 1, s, s)) > 0.5).astype(np.float32)))
-    t = time.perf_counter()
-    step.step(data)
-    first = time.perf_counter() - t
-    times = []
-    for _ in range(steps):
-        t = time.perf_counter()
-        step.step(data)
-        times.append(time.perf_counter() - t)
+    from profile_train_step import _median_s  # (first call, median of the next `steps`) in seconds
+    first, median = _median_s(lambda: step.step(data), steps)
     return {"model": model, "optimizer": type(opt).__name__, "params": len(opt.parameters), "batch": batch,
-            "first_step_s": round(first, 2), "step_s": round(statistics.median(times), 3)}
+            "first_step_s": round(first, 2), "step_s": round(median, 3)}
 
 
 def main(argv=None) -> None:
