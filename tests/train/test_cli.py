@@ -47,6 +47,15 @@ def test_recipe_fills_only_unset_fields():
     assert resolve_config(TrainConfig(preset="tiny", dataset="shapes_rle")).eval_splits == ("val", "test")
 
 
+def test_deterministic_is_the_recipes_unless_the_flag_says_otherwise():
+    """tiny (the CPU workbook) reruns bit-identically by default; paper keeps MindSpore's threads."""
+    assert resolve_config(parse_config(["--preset", "tiny"])).deterministic is True
+    assert resolve_config(parse_config(["--preset", "tiny", "--no-deterministic"])).deterministic is False
+    assert resolve_config(parse_config(["--preset", "paper", "--vit_model_path", "x.pkl"])).deterministic is False
+    assert resolve_config(parse_config(["--preset", "paper", "--vit_model_path", "x.pkl",
+                                        "--deterministic"])).deterministic is True
+
+
 @pytest.mark.parametrize("argv, needle", [
     (["--law_type", "lora"], "invalid choice: 'lora' (choose from 'none', 'la', 'od1', 'od2', 'od3', 'svd')"),
     (["--dataset", "unc+"], "choose from 'refcoco', 'refcoco+', 'refcocog', 'refclef', 'shapes', 'shapes_rle'"),

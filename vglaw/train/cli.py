@@ -77,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
                            help="ModelConfig overrides, e.g. vit_dim=192 vit_depth=6")
         elif name in FLAGS:
             p.add_argument(flag, action="store_true", help=_help(f))
-        elif isinstance(default, bool) or name == "freeze_word_embeddings":
+        elif str(f.type).startswith("bool"):  # bool, or bool | None (None: the recipe's)
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=_help(f))
         elif name in NARGS:
             p.add_argument(flag, nargs="+", type=NARGS[name], default=None, help=_help(f))
