@@ -45,9 +45,10 @@ $(TEST_STAMP): $(STAMP)
 reproduce: $(STAMP)
 	$(BIN)/python -m vglaw.workbook reproduce
 
-# The full law_type grid that `make reproduce` reduces (one seed, 80 updates): every law type x
-# ABLATION_SEEDS, each run at the main run's budget (02_train: 2 epochs, about 700 updates, ~8 min
-# on 2 CPU cores, so ~2.5 h for 18 runs). Finished runs are reused; tables and figure go to reports/.
+# The full law_type grid that `make reproduce` reduces (none/la/svd, one seed, 80 updates): every
+# law type x ABLATION_SEEDS, each run at the main run's budget (02_train: 2 epochs, 700 updates,
+# ~12 min on 2 CPU cores, so ~3.6 h for 18 runs). Finished runs are reused (an interrupted one
+# resumes), so it can run in parts; tables and figure go to reports/.
 ABLATION_SEEDS ?= [0, 1, 2]
 ABLATION_EPOCHS ?= 2
 ablation: $(STAMP)

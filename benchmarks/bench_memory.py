@@ -7,7 +7,10 @@ Each (mode, stage, batch) runs in its own process: build the model, run the stag
 inputs of the preset's shapes, report the process's peak RSS (VmHWM). The parent watches every
 child and stops one whose RSS passes `--limit_gb` (default: 85 % of MemTotal), so a configuration that
 does not fit shows as "> limit" instead of waking the OOM killer (which also hits other processes).
-Also printed: parameter bytes and, for train, AdamW's two moments, which fp32 training cannot avoid.
+Also printed: parameter bytes and, for train, AdamW's two moments, which fp32 training cannot avoid,
+and where the RSS grows: after building the model and its inputs ("built"), after compiling the
+graph without running it ("compiled": GRAPH forward and eval, through `Cell.compile`; the train
+step's jit function has no compile-only call), and after the second run ("after run").
 Run it alone: two paper-preset processes at once do not fit in 24 GiB.
 """
 
@@ -68,17 +71,23 @@ def child(preset: str, law_type: str, mode: str, stage: str, batch: int, context
         model.set_train(True)
     else:
         def run(*x):
-            return model(*x)[0]
+            return model(*x)[0]  # in GRAPH mode a Cell call runs the Cell's compiled graph
         args = (im, ids, att)
         model.set_train(stage == "forward")
-    fn = ms.jit(run) if mode == "GRAPH" else run
+    built = _kib("VmRSS")
+    compiled = None
+    if mode == "GRAPH" and stage != "train":
+        model.compile(*args)
+        compiled = _kib("VmRSS")
+    fn = ms.jit(run) if mode == "GRAPH" and stage == "train" else run
     times = []
     for _ in range(2):
         t = time.perf_counter()
         fn(*args).asnumpy()
         times.append(time.perf_counter() - t)
     return {"peak_gb": _kib("VmHWM") / 2**20, "params_gb": params / 2**30, "moments_gb": moments / 2**30,
-            "first_s": times[0], "second_s": times[1]}
+            "first_s": times[0], "second_s": times[1], "built_gb": built / 2**20,
+            "compiled_gb": None if compiled is None else compiled / 2**20, "after_gb": _kib("VmRSS") / 2**20}
 
 
 def run_one(argv: list[str], limit_kib: int) -> dict:
@@ -128,7 +137,7 @@ def main() -> None:
     print(f"preset {a.preset}, law {a.law_type}, context {a.context}, recompute {a.recompute}, child RSS limit {limit / 2**20:.1f} GB, "
           f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}")
     print(f"{'mode':<9} {'stage':<8} {'batch':>5} {'peak RSS GB':>12} {'params GB':>10} {'AdamW m+v GB':>13} "
-          f"{'first s':>8} {'second s':>9}")
+          f"{'first s':>8} {'second s':>9} {'built GB':>9} {'compiled GB':>12} {'after run GB':>13}")
     for mode in a.modes:
         for stage in a.stages:
             for b in a.batches:
@@ -137,7 +146,9 @@ def main() -> None:
                     print(f"{mode:<9} {stage:<8} {b:>5} {r['error']}", flush=True)
                     continue
                 print(f"{mode:<9} {stage:<8} {b:>5} {r['peak_gb']:>12.2f} {r['params_gb']:>10.2f} "
-                      f"{r['moments_gb']:>13.2f} {r['first_s']:>8.1f} {r['second_s']:>9.1f}", flush=True)
+                      f"{r['moments_gb']:>13.2f} {r['first_s']:>8.1f} {r['second_s']:>9.1f} {r['built_gb']:>9.2f} "
+                      f"{'-' if r['compiled_gb'] is None else format(r['compiled_gb'], '.2f'):>12} "
+                      f"{r['after_gb']:>13.2f}", flush=True)
 
 
 if __name__ == "__main__":
