@@ -48,12 +48,15 @@ reproduce: $(STAMP)
 # The full law_type grid that `make reproduce` reduces (none/la/svd, one seed, 80 updates): every
 # law type x ABLATION_SEEDS, each run at the main run's budget (02_train: 2 epochs, 700 updates,
 # ~12 min on 2 CPU cores, so ~3.6 h for 18 runs). Finished runs are reused (an interrupted one
-# resumes), so it can run in parts; tables and figure go to reports/.
+# resumes), so it can run in parts; each finished run's record (config, metrics, val predictions; no
+# checkpoints) is also kept in reports/ablation_runs/ and reused in any clone whose settings and data
+# match, so the parts may be run on different machines; tables and figure go to reports/.
 ABLATION_SEEDS ?= [0, 1, 2]
 ABLATION_EPOCHS ?= 2
 ablation: $(STAMP)
 	$(BIN)/python -m vglaw.workbook run 03_ablations -p law_types '["none", "la", "od1", "od2", "od3", "svd"]' \
-		-p seeds '$(ABLATION_SEEDS)' -p max_epochs $(ABLATION_EPOCHS) -p max_steps 0 -p report_dir reports
+		-p seeds '$(ABLATION_SEEDS)' -p max_epochs $(ABLATION_EPOCHS) -p max_steps 0 -p report_dir reports \
+		-p run_archive reports/ablation_runs
 
 # Two pytest workers, one test file each at a time (module fixtures stay in one process): most tests
 # are single-threaded (imports, graph compiles, --deterministic runs), so 2 cores run two of them.

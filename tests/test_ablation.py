@@ -5,6 +5,7 @@ The training itself is exercised for real by the workbook test (tests/notebooks)
 `train_fn` writes the run files so the reuse logic can be checked in milliseconds.
 """
 
+import dataclasses
 import json
 import shlex
 import subprocess
@@ -12,7 +13,7 @@ import subprocess
 import pytest
 
 from vglaw.workbook import runner as workbook
-from vglaw.workbook.ablation import experiment_name, grid, grid_label, run_ablation
+from vglaw.workbook.ablation import archive_run, experiment_name, grid, grid_label, run_ablation
 from vglaw.config import LAW_TYPES
 from vglaw.utils.paths import repo_root
 from vglaw.train import TrainConfig
@@ -27,6 +28,8 @@ def _recorder(calls):
                                                              "dataset": cfg.dataset}}))
         (d / "metrics.json").write_text(json.dumps({"val": {"n": 4, "prec@0.5": 0.5, "miou": 0.4}}))
         (d / "status.json").write_text(json.dumps({"state": "finished", "step": 10 + cfg.seed}))
+        (d / "predictions_val.json").write_text(json.dumps([{"sent_id": 1, "box_iou": 0.5}]))
+        (d / "last.ckpt").write_bytes(b"weights")  # not archived
         return d
     return train_fn
 
@@ -46,6 +49,10 @@ def test_names_change_with_the_rest_of_the_config():
     c = experiment_name("abl", {"law_type": "svd", "seed": 0}, {"max_epochs": 3, "seed": 7,
                                                                  "experiment_name": "x"})
     assert a.startswith("abl-svd-s0-") and a != b and a == c
+    # where runs and data live is not part of the name (another clone makes the same names)
+    d = experiment_name("abl", {"law_type": "svd", "seed": 0}, {"max_epochs": 3, "data_root": "/a", "cache_dir": "/b",
+                                                                 "save_ckpt_dir": "/c"})
+    assert d == a
 
 
 def test_finished_runs_are_reused_and_only_missing_ones_trained(tmp_path):
@@ -59,6 +66,44 @@ def test_finished_runs_are_reused_and_only_missing_ones_trained(tmp_path):
     assert list(df["law_type"]) == ["none", "none", "svd", "svd", "la", "la"]  # grid order
     assert list(df["updates"]) == [10, 11] * 3  # status.json's step: the budget each run really got
     assert all(d == str(tmp_path / r) for d, r in zip(df["run_dir"], df["run"]))
+
+
+def _same_seed(cfg, config):  # stands in for archived_run_differences (no dataset here)
+    return [] if config["train"]["seed"] == cfg.seed else [f"seed: {config['train']['seed']} -> {cfg.seed}"]
+
+
+def _rejecting(cfg, config):  # an archived record made on other data
+    return ["data fingerprint: 'x' -> 'y' (the data changed since the run)"]
+
+
+def test_archive_finishes_a_grid_in_another_clone_and_is_never_half_written(tmp_path):
+    archive, calls = tmp_path / "archive", []
+    base = TrainConfig(preset="tiny", dataset="shapes", save_ckpt_dir=str(tmp_path / "a"))
+    first = run_ablation(base, ["none", "svd"], [0], train_fn=_recorder(calls), archive=archive,
+                         archive_check=_same_seed)
+    assert sorted(p.name for p in archive.iterdir()) == sorted(first["run"])  # no temporary folders left
+    for name in first["run"]:
+        assert sorted(p.name for p in (archive / name).iterdir()) == [
+            "config.json", "metrics.json", "predictions_val.json", "status.json"]  # no checkpoints
+    # another clone: an empty runs folder, the same archive -> only the new point is trained
+    other = dataclasses.replace(base, save_ckpt_dir=str(tmp_path / "b"))
+    df = run_ablation(other, ["none", "svd", "la"], [0], train_fn=_recorder(calls), archive=archive,
+                      archive_check=_same_seed)
+    assert [c.law_type for c in calls[2:]] == ["la"]
+    assert list(df["law_type"]) == ["none", "svd", "la"] and list(df["updates"]) == [10, 10, 10]
+    assert list(df["run_dir"]) == [str(archive / df["run"][0]), str(archive / df["run"][1]),
+                                   str(tmp_path / "b" / df["run"][2])]
+    assert (archive / df["run"][2] / "predictions_val.json").is_file()  # the new point is archived too
+    # a record the check rejects (other settings or data) is trained anew, then replaced
+    third = dataclasses.replace(base, save_ckpt_dir=str(tmp_path / "c"))
+    df = run_ablation(third, ["none"], [0], train_fn=_recorder(calls), archive=archive, archive_check=_rejecting)
+    assert [c.law_type for c in calls[3:]] == ["none"]
+    assert list(df["run_dir"]) == [str(tmp_path / "c" / df["run"][0])]
+    # an unfinished run is refused, and the archive keeps what it had
+    (tmp_path / "c" / df["run"][0] / "status.json").write_text(json.dumps({"state": "running"}))
+    with pytest.raises(ValueError, match="not a finished run"):
+        archive_run(tmp_path / "c" / df["run"][0], archive)
+    assert json.loads((archive / df["run"][0] / "status.json").read_text())["state"] == "finished"
 
 
 def test_model_knobs_become_model_overrides(tmp_path):
@@ -90,4 +135,5 @@ def test_make_ablation_runs_the_full_grid():
     assert argv[argv.index("run") + 1] == "03_ablations"
     assert tuple(params["law_types"]) == LAW_TYPES and len(params["seeds"]) >= 3
     assert params["max_steps"] == 0  # no cap: every run gets its full epochs
+    assert params["run_archive"] == "reports/ablation_runs"  # finished runs are kept in the repository
     assert grid_label(params["law_types"], params["seeds"], [700]).startswith("full grid: 6 law types x 3 seeds")

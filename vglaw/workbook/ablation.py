@@ -19,6 +19,7 @@ import hashlib
 import itertools
 import json
 import logging
+import shutil
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -31,6 +32,7 @@ from vglaw.eval.metrics import safe_iou
 from vglaw.workbook.reports import load_run, scan_runs
 
 __all__ = ["ABLATION_KNOBS", "STAT_METRICS", "FULL_GRID_SEEDS", "grid", "experiment_name", "run_ablation",
+           "ARCHIVE_FILES", "archive_run",
            "grid_label", "sentence_scores", "hierarchical_bootstrap", "ablation_stats", "reading"]
 
 log = logging.getLogger("vglaw")
@@ -54,8 +56,10 @@ def grid(law_types: Sequence[str], seeds: Sequence[int], extra: dict[str, Sequen
 
 
 def _fingerprint(cfg_dict: dict) -> str:
-    skip = {"experiment_name", "save_ckpt_dir", "short_comment", "resume", "overwrite", "progress",
-            "num_workers", "log_freq", "seed", "allow_changes", "force", *ABLATION_KNOBS}
+    # no paths: the same settings make the same name in any clone (data identity: its fingerprint,
+    # checked when a run is reused)
+    skip = {"experiment_name", "save_ckpt_dir", "data_root", "cache_dir", "short_comment", "resume", "overwrite",
+            "progress", "num_workers", "log_freq", "seed", "allow_changes", "force", *ABLATION_KNOBS}
     stable = {k: v for k, v in sorted(cfg_dict.items()) if k not in skip}
     return hashlib.sha256(json.dumps(stable, sort_keys=True, default=str).encode()).hexdigest()[:8]
 
@@ -82,34 +86,90 @@ def _point_config(base, name: str, point: dict):
     return dataclasses.replace(base, experiment_name=name, model_overrides=overrides, **fields)
 
 
+# What the archive keeps of a finished run: what `load_run` and `sentence_scores` read. No checkpoints:
+# a record is a few hundred KB, small enough to commit, so a grid longer than one sitting can be
+# completed across machines and sessions (`make ablation` archives into reports/ablation_runs/).
+ARCHIVE_FILES = ("config.json", "status.json", "metrics.json")
+
+
+def archive_run(run_dir: str | Path, archive: str | Path) -> Path:
+    """Copy a finished run's record (ARCHIVE_FILES and its predictions_<split>.json) to
+    `archive/<run name>`, replacing an older record of that name only once the new one is complete."""
+    run_dir, archive = Path(run_dir), Path(archive)
+    if load_run(run_dir) is None:
+        raise ValueError(f"{run_dir} is not a finished run (status.json state 'finished'): nothing to archive")
+    files = [run_dir / f for f in ARCHIVE_FILES] + sorted(run_dir.glob("predictions_*.json"))
+    dest = archive / run_dir.name
+    tmp = archive / f".{run_dir.name}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for f in files:
+        shutil.copy2(f, tmp / f.name)
+    old = archive / f".{run_dir.name}.old"
+    shutil.rmtree(old, ignore_errors=True)
+    if dest.exists():
+        dest.rename(old)
+    tmp.rename(dest)
+    shutil.rmtree(old, ignore_errors=True)
+    return dest
+
+
+def _archived(record: Path, cfg, check) -> bool:
+    """Whether `record` is an archived finished run of exactly `cfg` (settings and data)."""
+    run = load_run(record)
+    if run is None:
+        return False
+    diff = check(cfg, run["config"])
+    if diff:
+        log.info("%s: archived run made with other settings or data (%s): not reused", record, "; ".join(diff))
+    return not diff
+
+
 def run_ablation(base, law_types: Iterable[str], seeds: Iterable[int], *, prefix: str = "ablation",
-                 extra: dict[str, Sequence[Any]] | None = None, train_fn=None) -> pd.DataFrame:
+                 extra: dict[str, Sequence[Any]] | None = None, train_fn=None,
+                 archive: str | Path | None = None, archive_check=None) -> pd.DataFrame:
     """Train every missing grid point from the TrainConfig `base`; return the scanned results.
 
     `train_fn(cfg) -> run_dir` defaults to `vglaw.workbook.runs.train_or_reuse`, which also resumes an
-    interrupted point (a parameter for tests).
+    interrupted point (a parameter for tests). With `archive` (a folder), every finished point's record
+    is copied there (`archive_run`), and a point missing from the runs folder whose archived record was
+    made with the same settings and data (`archive_check(cfg, record_config) -> differences`, default
+    `vglaw.workbook.runs.archived_run_differences`) is read from the archive instead of trained: with the
+    tiny recipe's deterministic runs, retraining it would give the same numbers.
     """
     if train_fn is None:
         from vglaw.workbook.runs import train_or_reuse as train_fn
+    if archive_check is None:
+        from vglaw.workbook.runs import archived_run_differences as archive_check
     base_dict = dataclasses.asdict(base)
     runs_dir = Path(base.save_ckpt_dir)
+    archive = None if archive is None else Path(archive)
     points = grid(list(law_types), list(seeds), extra)
-    names = []
+    sources: dict[str, Path] = {}  # run name -> the folder its record is read from
     for i, point in enumerate(points, 1):
         name = experiment_name(prefix, point, base_dict)
-        names.append(name)
+        cfg = _point_config(base, name, point)
+        sources[name] = runs_dir / name
         if load_run(runs_dir / name) is not None:
             log.info("[%d/%d] %s: finished run found, reused", i, len(points), name)
+        elif archive is not None and _archived(archive / name, cfg, archive_check):
+            log.info("[%d/%d] %s: archived run found in %s, reused", i, len(points), name, archive)
+            sources[name] = archive / name
             continue
-        log.info("[%d/%d] %s: training", i, len(points), name)
-        train_fn(_point_config(base, name, point))
-    df = scan_runs(runs_dir)
-    order = {name: i for i, name in enumerate(names)}  # grid order, not alphabetical
-    df = df[df["run"].isin(names)]
+        else:
+            log.info("[%d/%d] %s: training", i, len(points), name)
+            train_fn(cfg)
+        if archive is not None and load_run(runs_dir / name) is not None:
+            archive_run(runs_dir / name, archive)
+    roots = {runs_dir} | ({archive} if archive is not None else set())
+    scanned = [scan_runs(root) for root in sorted(roots)]
+    df = pd.concat([frame.loc[np.array([sources.get(r) == root / r for r in frame["run"]], dtype=bool)]
+                    for root, frame in zip(sorted(roots), scanned)], ignore_index=True)
+    order = {name: i for i, name in enumerate(sources)}  # grid order, not alphabetical
     df = df.sort_values("run", key=lambda runs: runs.map(order), kind="stable").reset_index(drop=True)
     # where the per-sentence predictions are, and the budget each run actually got
-    df["run_dir"] = [str(runs_dir / name) for name in df["run"]]
-    df["updates"] = [_updates(runs_dir / name) for name in df["run"]]
+    df["run_dir"] = [str(sources[name]) for name in df["run"]]
+    df["updates"] = [_updates(sources[name]) for name in df["run"]]
     return df
 
 

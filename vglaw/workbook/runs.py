@@ -16,7 +16,9 @@ from pathlib import Path
 
 from vglaw.workbook.reports import load_run
 
-__all__ = ["train_or_reuse", "config_differences", "run_differences", "notebook_train_config"]
+__all__ = ["train_or_reuse", "config_differences", "run_differences", "stored_run_differences",
+           "archived_run_differences", "LOCATIONS",
+           "notebook_train_config"]
 
 log = logging.getLogger("vglaw")
 
@@ -77,6 +79,32 @@ def run_differences(config: dict, requested: dict, fingerprint: str | None) -> l
     return diff
 
 
+# Where a run and its data live, not what it computes (the data's identity is its fingerprint): a run
+# archived on another machine or clone is the same run.
+LOCATIONS = frozenset({"experiment_name", "save_ckpt_dir", "data_root", "cache_dir"})
+
+
+def stored_run_differences(cfg, config: dict, *, ignore: frozenset | set = frozenset()) -> list[str]:
+    """Why a stored run (its config.json, `config`) is not a run of the TrainConfig `cfg`: [] when it
+    is (the same settings, bookkeeping and the fields in `ignore` aside, and the same data
+    fingerprint as the cache now)."""
+    from vglaw.data import read_manifest
+    from vglaw.train import resolve_config
+    from vglaw.train.loop import prepare_cache
+
+    cfg = resolve_config(cfg)
+    requested = json.loads(json.dumps(dataclasses.asdict(cfg)))
+    stored = config.get("train", {})
+    requested.update({k: stored[k] for k in ignore if k in stored})
+    fingerprint = read_manifest(prepare_cache(cfg)).get("fingerprint")
+    return run_differences(config, requested, fingerprint)
+
+
+def archived_run_differences(cfg, config: dict) -> list[str]:
+    """`stored_run_differences` for a record archived elsewhere: its paths (LOCATIONS) do not count."""
+    return stored_run_differences(cfg, config, ignore=LOCATIONS)
+
+
 def train_or_reuse(cfg) -> Path:
     """`vglaw.train.run_training(cfg)` unless an equal finished run exists; resumes an interrupted one.
 
@@ -85,18 +113,14 @@ def train_or_reuse(cfg) -> Path:
     when the run directory holds a finished run that differs (pass overwrite=True or another
     experiment_name); the data layer's errors when the data changed under its cache.
     """
-    from vglaw.data import read_manifest
     from vglaw.train import ConfigError, resolve_config, run_training
-    from vglaw.train.loop import prepare_cache
     from vglaw.train.state import read_status
 
     cfg = resolve_config(cfg)
     run_dir = Path(cfg.save_ckpt_dir) / cfg.experiment_name
-    requested = json.loads(json.dumps(dataclasses.asdict(cfg)))
     run = load_run(run_dir)
     if run is not None and not cfg.overwrite:
-        fingerprint = read_manifest(prepare_cache(cfg)).get("fingerprint")
-        diff = run_differences(run["config"], requested, fingerprint)
+        diff = stored_run_differences(cfg, run["config"])
         if not diff:
             log.info("%s: finished run with the same settings and data found, reused", run_dir)
             return run_dir
