@@ -54,6 +54,7 @@ cache_dir: str = ""  # empty: .cache/refer in the repository
 save_ckpt_dir: str = ""  # empty: runs/ in the repository
 experiment_prefix: str = "ablation"  # run directories are named <prefix>-<law_type>-...-s<seed>-<hash>
 report_dir: str = ""  # tables/ and figures/ go here; empty: reports/ in the repository
+run_archive: str = ""  # a folder keeping each finished run's record (config, metrics, val predictions; no checkpoints) and reusing it when settings and data match, so a grid can be finished across sessions; make ablation: reports/ablation_runs; empty: none
 n_boot: int = 2000  # bootstrap resamples (seeds, then sentences) behind every 95% CI
 smoke: bool = False  # seconds-long runs on 40 small synthetic images
 
@@ -90,8 +91,9 @@ out = resolve_path(P.report_dir, reports_dir())
 # ## 1. Train what is missing
 
 # %%
-df = run_ablation(base, P.law_types, P.seeds, prefix=P.experiment_prefix, extra=extra)
-display(df[["run", "law_type", "seed", "updates", "prec@0.5", "box_miou", "miou", "wall_s"]])
+archive = resolve_path(P.run_archive, None) if P.run_archive else None
+df = run_ablation(base, P.law_types, P.seeds, prefix=P.experiment_prefix, extra=extra, archive=archive)
+display(df[["run", "law_type", "seed", "updates", "prec@0.5", "box_miou", "miou", "wall_s", "run_dir"]])
 
 # %% [markdown]
 # ## 2. Mean over seeds and paired difference vs `none` (val, %, 95% CI)
