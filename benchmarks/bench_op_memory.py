@@ -6,7 +6,7 @@
 Each case, in its own process: a GRAPH-mode Cell of N = 40 chained ops on an (8, 784, 768) float32
 tensor (18.4 MB, a batch-8 ViT-B token map), compiled with `Cell.compile`, then run twice. Printed:
 the RSS growth per node at compile and after the runs. A kernel that keeps buffers per node shows
-as tens of MB per node; one that does not, as ~1 MB. What vglaw.models.layers is based on.
+as tens of MB per node; one that does not, as ~1 MB (benchmarks/RESULTS_model.md, session 9).
 """
 
 from __future__ import annotations

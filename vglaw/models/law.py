@@ -23,7 +23,6 @@ from mindspore import Parameter, Tensor, nn, ops
 from mindspore.common.initializer import Normal, initializer
 
 from vglaw.models.init import init_rng
-from vglaw.models.layers import permute
 
 __all__ = ["LAW", "adaptive_qkv", "generator_out_dim"]
 
@@ -45,31 +44,28 @@ def adaptive_qkv(law_type: str, x: Tensor, w0: Tensor, b0: Tensor, g: Tensor, p:
         p, q: (3C, K), (K, C) low-rank factors (svd only).
     Returns: (B, N, 3C).
     """
-    b, n, c = x.shape
-    out = (b, n, 3 * c)
-    # Broadcasts are explicit (ops.broadcast_to, same values): on CPU an implicitly broadcasting Add or
-    # Mul keeps ~4 output-sized buffers per graph node (vglaw.models.layers).
+    b, _, c = x.shape
     if law_type == "svd":
-        base = ops.matmul(x, w0.T) + ops.broadcast_to(b0, out)  # (B, N, 3C)
+        base = ops.matmul(x, w0.T) + b0  # (B, N, 3C)
         phi = g.reshape(b, rank, rank)  # (B, K, K)
         t = ops.matmul(x, q.T)  # (B, N, K)
         t = ops.bmm(t, phi.transpose(0, 2, 1))  # (B, N, K): Phi·(Q x) per token
         return base + ops.matmul(t, p.T)
     if law_type == "la":
-        return ops.matmul(x * ops.broadcast_to(g.expand_dims(1), x.shape), w0.T) + ops.broadcast_to(b0, out)
-    s_out = ops.broadcast_to(g[:, -3 * c:].expand_dims(1), out)  # (B, N, 3C)
+        return ops.matmul(x * g.expand_dims(1), w0.T) + b0
+    s_out = g[:, -3 * c:].expand_dims(1)  # (B, 1, 3C)
     if law_type == "od1":
-        y = ops.matmul(x * ops.broadcast_to(g[:, :c].expand_dims(1), x.shape), w0.T)
+        y = ops.matmul(x * g[:, :c].expand_dims(1), w0.T)
     elif law_type == "od2":
-        y_qk = ops.matmul(x * ops.broadcast_to(g[:, :c].expand_dims(1), x.shape), w0[: 2 * c].T)
-        y_v = ops.matmul(x * ops.broadcast_to(g[:, c:2 * c].expand_dims(1), x.shape), w0[2 * c:].T)
+        y_qk = ops.matmul(x * g[:, :c].expand_dims(1), w0[: 2 * c].T)
+        y_v = ops.matmul(x * g[:, c:2 * c].expand_dims(1), w0[2 * c:].T)
         y = ops.concat((y_qk, y_v), -1)
     else:  # od3
-        y_q = ops.matmul(x * ops.broadcast_to(g[:, :c].expand_dims(1), x.shape), w0[:c].T)
-        y_k = ops.matmul(x * ops.broadcast_to(g[:, c:2 * c].expand_dims(1), x.shape), w0[c:2 * c].T)
-        y_v = ops.matmul(x * ops.broadcast_to(g[:, 2 * c:3 * c].expand_dims(1), x.shape), w0[2 * c:].T)
+        y_q = ops.matmul(x * g[:, :c].expand_dims(1), w0[:c].T)
+        y_k = ops.matmul(x * g[:, c:2 * c].expand_dims(1), w0[c:2 * c].T)
+        y_v = ops.matmul(x * g[:, 2 * c:3 * c].expand_dims(1), w0[2 * c:].T)
         y = ops.concat((y_q, y_k, y_v), -1)
-    return y * s_out + ops.broadcast_to(b0, out)
+    return y * s_out + b0
 
 
 def _kaiming_uniform(shape, fan_in: int) -> np.ndarray:
@@ -126,20 +122,20 @@ class LAW(nn.Cell):
         """(B, L, D) tokens, (B, L) 1/0 mask -> (B, nA, D) per-block language features."""
         b, l, d = feats.shape
         h, hd = self.heads, self.head_dim
-        q = permute(self.layer_embed.reshape(1, self.n_blocks, h, hd), (0, 2, 1, 3))  # (1, h, nA, hd)
-        k = permute(feats.reshape(b, l, h, hd), (0, 2, 1, 3))  # (B, h, L, hd)
+        q = self.layer_embed.reshape(1, self.n_blocks, h, hd).transpose(0, 2, 1, 3)  # (1, h, nA, hd)
+        k = feats.reshape(b, l, h, hd).transpose(0, 2, 1, 3)  # (B, h, L, hd)
         scores = ops.matmul(q, k.transpose(0, 1, 3, 2)) * (hd ** -0.5)  # (B, h, nA, L)
         pad = (1.0 - attention_mask.astype(feats.dtype)).reshape(b, 1, 1, l)
         attn = ops.softmax(scores - pad * 1e4, axis=-1)
         out = ops.matmul(attn, k)  # (B, h, nA, hd)
-        return permute(out, (0, 2, 1, 3)).reshape(b, self.n_blocks, d)
+        return out.transpose(0, 2, 1, 3).reshape(b, self.n_blocks, d)
 
     def construct(self, feats: Tensor, attention_mask: Tensor) -> Tensor:
         """Returns (B, nA, out): svd Phi flattened (K*K); la/od* scalings."""
-        g = permute(self.aggregate(feats, attention_mask), (1, 0, 2))  # (nA, B, D)
+        g = self.aggregate(feats, attention_mask).transpose(1, 0, 2)  # (nA, B, D)
         hdn = ops.bmm(g, self.fc1_weight) + self.fc1_bias  # (nA, B, hid)
         mean = hdn.mean(-1, keep_dims=True)
         var = ((hdn - mean) ** 2).mean(-1, keep_dims=True)
         hdn = (hdn - mean) / ops.sqrt(var + self.ln_eps) * self.ln_gamma + self.ln_beta
         out = ops.bmm(self.gelu(hdn), self.fc2_weight) + self.fc2_bias  # (nA, B, out)
-        return permute(out, (1, 0, 2))
+        return out.transpose(1, 0, 2)

@@ -20,7 +20,6 @@ from mindspore import Parameter, Tensor, nn, ops
 from mindspore.common.initializer import TruncatedNormal, Zero, initializer
 
 from vglaw.models.init import init_rng
-from vglaw.models.layers import permute
 from vglaw.models.law import adaptive_qkv
 from vglaw.models.resize import bicubic_resize_matrix, linear_resize_matrix, resize_abs_pos_embed
 
@@ -63,7 +62,7 @@ def window_partition(x: Tensor, ws: int):
         x = ops.pad(x, (0, 0, 0, pad_w, 0, pad_h))
     hp, wp = h + pad_h, w + pad_w
     x = x.reshape(b, hp // ws, ws, wp // ws, ws, c)
-    return permute(x, (0, 1, 3, 2, 4, 5)).reshape(-1, ws, ws, c), (hp, wp)
+    return x.transpose(0, 1, 3, 2, 4, 5).reshape(-1, ws, ws, c), (hp, wp)
 
 
 def window_unpartition(windows: Tensor, ws: int, pad_hw, hw) -> Tensor:
@@ -72,7 +71,7 @@ def window_unpartition(windows: Tensor, ws: int, pad_hw, hw) -> Tensor:
     h, w = hw
     b = windows.shape[0] // ((hp // ws) * (wp // ws))
     x = windows.reshape(b, hp // ws, wp // ws, ws, ws, -1)
-    x = permute(x, (0, 1, 3, 2, 4, 5)).reshape(b, hp, wp, -1)
+    x = x.transpose(0, 1, 3, 2, 4, 5).reshape(b, hp, wp, -1)
     if hp > h or wp > w:
         x = x[:, :h, :w, :]
     return x
@@ -136,14 +135,14 @@ class Attention(nn.Cell):
             xt = x.reshape(n_img, -1, c)
             qkv = adaptive_qkv(self.law_type, xt, self.qkv.weight, self.qkv.bias, gen, lp, lq,
                                self.law_rank)
-        qkv = permute(qkv.reshape(bw, h * w, 3, self.num_heads, self.head_dim), (2, 0, 3, 1, 4))
+        qkv = qkv.reshape(bw, h * w, 3, self.num_heads, self.head_dim).transpose(2, 0, 3, 1, 4)
         qkv = qkv.reshape(3, bw * self.num_heads, h * w, self.head_dim)
         q, k, v = qkv[0], qkv[1], qkv[2]  # (B*nW*nH, N, d)
         attn = ops.bmm(q * self.scale, k.transpose(0, 2, 1))  # (BH, N, N)
         attn = self.add_decomposed_rel_pos(attn, q, h, w)
         attn = ops.softmax(attn, axis=-1)
         out = ops.bmm(attn, v).reshape(bw, self.num_heads, h, w, self.head_dim)
-        out = permute(out, (0, 2, 3, 1, 4)).reshape(bw, h, w, c)
+        out = out.transpose(0, 2, 3, 1, 4).reshape(bw, h, w, c)
         return self.proj(out)
 
     def add_decomposed_rel_pos(self, attn: Tensor, q: Tensor, h: int, w: int) -> Tensor:
@@ -153,13 +152,12 @@ class Attention(nn.Cell):
         b, d = q.shape[0], q.shape[2]
         r_q = q.reshape(b, h, w, d)
         # rel_h[b,y,x,ky] = sum_c r_q[b,y,x,c] * rh[y,ky,c]
-        qh = permute(r_q, (1, 0, 2, 3)).reshape(h, b * w, d)
-        rel_h = permute(ops.bmm(qh, rh.transpose(0, 2, 1)).reshape(h, b, w, h), (1, 0, 2, 3))
+        qh = r_q.transpose(1, 0, 2, 3).reshape(h, b * w, d)
+        rel_h = ops.bmm(qh, rh.transpose(0, 2, 1)).reshape(h, b, w, h).transpose(1, 0, 2, 3)
         # rel_w[b,y,x,kx] = sum_c r_q[b,y,x,c] * rw[x,kx,c]
-        qw = permute(r_q, (2, 0, 1, 3)).reshape(w, b * h, d)
-        rel_w = permute(ops.bmm(qw, rw.transpose(0, 2, 1)).reshape(w, b, h, w), (1, 2, 0, 3))
-        full = (b, h, w, h, w)  # explicit broadcasts (same values): see vglaw.models.layers
-        attn = attn.reshape(full) + ops.broadcast_to(rel_h.expand_dims(4), full) + ops.broadcast_to(rel_w.expand_dims(3), full)
+        qw = r_q.transpose(2, 0, 1, 3).reshape(w, b * h, d)
+        rel_w = ops.bmm(qw, rw.transpose(0, 2, 1)).reshape(w, b, h, w).transpose(1, 2, 0, 3)
+        attn = attn.reshape(b, h, w, h, w) + rel_h.expand_dims(4) + rel_w.expand_dims(3)
         return attn.reshape(b, h * w, h * w)
 
 
@@ -239,7 +237,7 @@ class PatchEmbed(nn.Cell):
         b, c, hh, ww = x.shape  # (B, 3, S, S)
         p = self.patch
         h, w = hh // p, ww // p
-        t = permute(x.reshape(b, c, h, p, w, p), (0, 2, 4, 1, 3, 5)).reshape(b * h * w, c * p * p)
+        t = x.reshape(b, c, h, p, w, p).transpose(0, 2, 4, 1, 3, 5).reshape(b * h * w, c * p * p)
         y = ops.matmul(t, self.proj.weight.reshape(self.dim, c * p * p).T) + self.proj.bias
         return y.reshape(b, h, w, self.dim)  # (B, H, W, C)
 
@@ -261,7 +259,7 @@ class _Dense(nn.Cell):
 def _cells(x: Tensor, k: int) -> Tensor:
     """(B, H, W, C) -> (B, H/k, W/k, k*k*C): each k x k cell's values, row-major, channels last."""
     b, h, w, c = x.shape
-    return permute(x.reshape(b, h // k, k, w // k, k, c), (0, 1, 3, 2, 4, 5)).reshape(b, h // k, w // k, k * k * c)
+    return x.reshape(b, h // k, k, w // k, k, c).transpose(0, 1, 3, 2, 4, 5).reshape(b, h // k, w // k, k * k * c)
 
 
 class HMLPStem(nn.Cell):
@@ -286,7 +284,7 @@ class HMLPStem(nn.Cell):
         self.act = nn.GELU(approximate=False)
 
     def construct(self, x: Tensor):
-        x = _cells(permute(x, (0, 2, 3, 1)), self.k1)  # (B, 4g, 4g, 3*k1*k1)
+        x = _cells(x.transpose(0, 2, 3, 1), self.k1)  # (B, 4g, 4g, 3*k1*k1)
         f1 = self.act(self.norm1(self.stage1(x)))  # (B, 4g, 4g, d)
         f2 = self.act(self.norm2(self.stage2(_cells(f1, 2))))  # (B, 2g, 2g, d)
         return self.stage3(_cells(f2, 2)), f1  # (B, g, g, C), (B, 4g, 4g, d)
@@ -364,4 +362,4 @@ class ViTDet(nn.Cell):
         x = x + self.abs_pos()  # (B, g, g, C)
         for blk in self.blocks:
             x = blk(x, gen, lp, lq)
-        return permute(x, (0, 3, 1, 2)), cells  # (B, C, g, g)
+        return x.transpose(0, 3, 1, 2), cells  # (B, C, g, g)

@@ -186,7 +186,6 @@ class PretrainData:
 def _dense_head(vis_dim: int, hidden: int, n_out: int):
     from mindspore import nn
     from vglaw.models.heads import _ConvT2x2
-    from vglaw.models.layers import permute
 
     class DenseHead(nn.Cell):
         """Throw-away head: ConvT 2x2 s2 -> LN -> GELU -> ConvT 2x2 s2 -> GELU -> per-pixel linear."""
@@ -200,7 +199,7 @@ def _dense_head(vis_dim: int, hidden: int, n_out: int):
             self.out = nn.Dense(hidden, n_out)
 
         def construct(self, fmap):
-            x = self.act(self.norm(self.up1(permute(fmap, (0, 2, 3, 1)))))  # (B, 2g, 2g, hid)
+            x = self.act(self.norm(self.up1(fmap.transpose(0, 2, 3, 1))))  # (B, 2g, 2g, hid)
             x = self.act(self.up2(x))  # (B, 4g, 4g, hid)
             return self.out(x)  # (B, 4g, 4g, n_out)
 

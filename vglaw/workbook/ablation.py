@@ -87,7 +87,7 @@ def _point_config(base, name: str, point: dict):
 
 
 # What the archive keeps of a finished run: what `load_run` and `sentence_scores` read. No checkpoints:
-# a record is a few hundred KB, small enough to commit, so a grid longer than one sitting can be
+# a record is ~140 KB, small enough to commit, so a grid longer than one sitting can be
 # completed across machines and sessions (`make ablation` archives into reports/ablation_runs/).
 ARCHIVE_FILES = ("config.json", "status.json", "metrics.json")
 
