@@ -54,7 +54,7 @@ def child(case: str) -> dict:
         def __init__(self):
             super().__init__()
             self.case = case
-            self.cells = nn.CellList([nn.Dense(768, 768) if case == "dense" else nn.LayerNorm((768,)) if case == "layernorm"
+            self.chain = nn.CellList([nn.Dense(768, 768) if case == "dense" else nn.LayerNorm((768,)) if case == "layernorm"
                                       else nn.GELU(approximate=False) for _ in range(N if case in ("dense", "layernorm", "gelu") else 0)])
             self.w = ms.Parameter(Tensor(np.random.rand(768, 768).astype(np.float32) * 0.01), name="w")
             self.v = ms.Parameter(Tensor(np.random.rand(768).astype(np.float32)), name="v")
@@ -63,7 +63,7 @@ def child(case: str) -> dict:
             for i in range(N):
                 c = self.case
                 if c in ("dense", "layernorm", "gelu"):
-                    x = self.cells[i](x)
+                    x = self.chain[i](x)
                 elif c == "add_scalar":
                     x = x + 1.0
                 elif c == "mul_scalar":
