@@ -56,8 +56,7 @@ SCHEDULE = ("tests/train/test_schedule_applied.py",)
 PICKLES = ("tests/test_pickle_refusals.py",)
 ROUTING = ("tests/train/test_config_routing.py",)
 SELECTION = ("tests/train/test_selection.py",)
-RESUME = ("tests/train/test_run.py::test_resume_after_sigkill_matches_uninterrupted_run",
-          "tests/train/test_run.py::test_stop_after_n_updates_then_resume_matches_uninterrupted_run")
+RESUME = ("tests/train/test_run.py::test_sigkill_then_a_stop_then_resumes_match_the_uninterrupted_run",)
 
 MUTANTS = [
     # --- the survivors of issue 14's audit ---
@@ -138,6 +137,15 @@ MUTANTS = [
            "            if clip > 0:\n", "            if clip < 0:\n",
            ("tests/train/test_step.py::test_clip_norm_scales_the_gradient_to_the_clip",),
            "the train step never clips the gradient"),
+    Mutant("accum_sum_not_mean", "vglaw/train/step.py",
+           "            scale = 1.0 / self.accum_steps\n", "            scale = 1.0\n",
+           ("tests/train/test_step.py::test_accumulation_equals_one_big_batch",),
+           "accumulated micro-batch gradients summed instead of averaged"),
+    Mutant("accum_buffers_not_zeroed", "vglaw/train/step.py",
+           "                return ops.depend(done, hyper_map(zero, accum))\n",
+           "                return done\n",
+           ("tests/train/test_step.py::test_accumulation_equals_one_big_batch",),
+           "the accumulation buffers are not cleared after an update"),
     Mutant("loss_focal_dice_swapped", "vglaw/models/losses.py",
            "return cls(cfg.loss_l1, cfg.loss_giou, cfg.loss_focal, cfg.loss_dice,",
            "return cls(cfg.loss_l1, cfg.loss_giou, cfg.loss_dice, cfg.loss_focal,",

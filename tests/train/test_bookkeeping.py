@@ -1,6 +1,6 @@
 """Run bookkeeping (issue 9): one writer per run directory, honest resume, a failed start leaves no
 empty folder; real CLI runs on the tiny set. A killed run reading as interrupted is checked on the
-killed run of tests/train/test_run.py (test_resume_after_sigkill_matches_uninterrupted_run); a changed
+killed run of tests/train/test_run.py (test_sigkill_then_a_stop_then_resumes_match_the_uninterrupted_run); a changed
 image refusing the reuse of a run, in tests/train/test_reuse.py."""
 
 from __future__ import annotations
@@ -81,8 +81,9 @@ def test_second_writer_exits_2_then_resume_refuses_changed_settings_and_allow_ch
     log = [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
     assert [row["step"] for row in log if "eval" not in row] == [2, 4]
     assert json.loads((run / "status.json").read_text())["step"] == 4
-    # A resume that only extends max_steps needs no flag: test_run.py's stop-and-resume test
-    # (--max_steps 5, then --resume without it) and the refusal above, whose error leaves max_steps out.
+    # A resume that only extends max_steps needs no flag: test_run.py's kill-stop-resume chain
+    # (--resume --max_steps 5, then --resume without it) and the refusal above, whose error leaves
+    # max_steps out.
 
 
 def test_failed_start_leaves_no_run_folder(tiny_data, tmp_path):

@@ -1,7 +1,7 @@
 """Time-to-accuracy and selection: bad `select_metric` values are refused; `--deterministic`
 reruns are bit-identical (GRAPH, PYNATIVE). (Val rows every `eval_every_steps` updates with both
 clocks, continued across a resume, and best.ckpt as the argmax of `select_metric` over them:
-test_run.py::test_stop_after_n_updates_then_resume_matches_uninterrupted_run, on its runs.)"""
+test_run.py::test_sigkill_then_a_stop_then_resumes_match_the_uninterrupted_run, on its run.)"""
 
 from __future__ import annotations
 
