@@ -2,6 +2,7 @@
 
     GLOG_v=4 python benchmarks/bench_memory.py --preset paper --modes GRAPH --stages train --batches 1 2
     GLOG_v=4 python benchmarks/bench_memory.py --preset paper --stages train --batches 1 --recompute
+    GLOG_v=4 python benchmarks/bench_memory.py --preset paper --stages eval --batches 1 8 --lean_kernels
 
 Each (mode, stage, batch) runs in its own process: build the model, run the stage twice on random
 inputs of the preset's shapes, report the process's peak RSS (VmHWM). The parent watches every
@@ -35,7 +36,7 @@ def _kib(field: str, pid: int | str = "self") -> int:
 
 
 def child(preset: str, law_type: str, mode: str, stage: str, batch: int, context: dict,
-          recompute: bool = False) -> dict:
+          recompute: bool = False, lean: bool = False) -> dict:
     import mindspore as ms
     from mindspore import ops
     from vglaw import build_model
@@ -47,6 +48,8 @@ def child(preset: str, law_type: str, mode: str, stage: str, batch: int, context
     model = build_model(preset, law_type)
     if recompute:
         model.set_recompute()
+    if lean:
+        model.set_lean_kernels()
     cfg = model.config
     from bench_model import _inputs  # this folder's random inputs of a preset's shapes
     im, ids, att, gt, mask = _inputs(cfg, batch)
@@ -122,26 +125,29 @@ def main() -> None:
     p.add_argument("--context", default="{}", help='JSON of mindspore.set_context options, e.g. {"memory_optimize_level": "O1"}')
     p.add_argument("--recompute", action="store_true",
                    help="recompute every ViT block and BERT layer in the backward (VGLAW.set_recompute)")
-    p.add_argument("--child", nargs=7, metavar=("PRESET", "LAW", "MODE", "STAGE", "BATCH", "CONTEXT", "RECOMPUTE"),
+    p.add_argument("--lean_kernels", action="store_true",
+                   help="the ViT's CPU-lean op spellings (VGLAW.set_lean_kernels, vglaw/models/layers.py)")
+    p.add_argument("--child", nargs=8, metavar=("PRESET", "LAW", "MODE", "STAGE", "BATCH", "CONTEXT", "RECOMPUTE", "LEAN"),
                    help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.child:
-        preset, law, mode, stage, batch, context, recompute = a.child
-        print(json.dumps(child(preset, law, mode, stage, int(batch), json.loads(context), recompute == "1")))
+        preset, law, mode, stage, batch, context, recompute, lean = a.child
+        print(json.dumps(child(preset, law, mode, stage, int(batch), json.loads(context), recompute == "1",
+                               lean == "1")))
         return
     if a.limit_gb:
         limit = int(a.limit_gb * 2**20)
     else:
         with open("/proc/meminfo") as f:
             limit = int(0.85 * int(next(line for line in f if line.startswith("MemTotal:")).split()[1]))
-    print(f"preset {a.preset}, law {a.law_type}, context {a.context}, recompute {a.recompute}, child RSS limit {limit / 2**20:.1f} GB, "
+    print(f"preset {a.preset}, law {a.law_type}, context {a.context}, recompute {a.recompute}, lean_kernels {a.lean_kernels}, child RSS limit {limit / 2**20:.1f} GB, "
           f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}")
     print(f"{'mode':<9} {'stage':<8} {'batch':>5} {'peak RSS GB':>12} {'params GB':>10} {'AdamW m+v GB':>13} "
           f"{'first s':>8} {'second s':>9} {'built GB':>9} {'compiled GB':>12} {'after run GB':>13}")
     for mode in a.modes:
         for stage in a.stages:
             for b in a.batches:
-                r = run_one([a.preset, a.law_type, mode, stage, str(b), a.context, str(int(a.recompute))], limit)
+                r = run_one([a.preset, a.law_type, mode, stage, str(b), a.context, str(int(a.recompute)), str(int(a.lean_kernels))], limit)
                 if "error" in r:
                     print(f"{mode:<9} {stage:<8} {b:>5} {r['error']}", flush=True)
                     continue

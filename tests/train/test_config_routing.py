@@ -1,5 +1,5 @@
-"""Config routing: each loss weight, LR group, the weight decay, the clip norm, the drop epochs and
---recompute given on the CLI reach the object that uses them in a real `run_training` (in this process; the
+"""Config routing: each loss weight, LR group, the weight decay, the clip norm, the drop epochs,
+--recompute and --lean_kernels given on the CLI reach the object that uses them in a real `run_training` (in this process; the
 train step is replaced by a recorder that stops the run once everything is built)."""
 
 from __future__ import annotations
@@ -43,7 +43,8 @@ def built(tiny_data, tmp_path_factory):
     flags = [x for k, v in LOSS.items() for x in (f"--{k}", str(v))]
     flags += ["--lr_lang", str(LR["lang"]), "--lr_visual", str(LR["visual"]), "--lr_base", str(LR["base"]),
               "--warmup_steps", str(WARMUP), "--drop_epochs", "1", "--drop_rate", str(DROP_RATE),
-              "--weight_decay", str(WD), "--clip_norm", str(CLIP), "--mode_name", "PYNATIVE", "--recompute"]
+              "--weight_decay", str(WD), "--clip_norm", str(CLIP), "--mode_name", "PYNATIVE", "--recompute",
+              "--lean_kernels"]
     try:
         with pytest.raises(_Built):
             train(cli_args(tiny_data, tmp_path_factory.mktemp("routing"), "routing", *flags))
@@ -117,3 +118,14 @@ def test_recompute_reaches_every_block(built):
     assert len(cells) == model.config.vit_depth + model.config.text_layers
     assert all(c._has_config_recompute for c in cells)  # set by mindspore's Cell.recompute
     assert not model.head._has_config_recompute  # only the blocks
+
+
+def test_lean_kernels_reach_every_vit_cell(built):
+    """--lean_kernels switches the ViT's blocks, attentions, MLP GELUs, stem and trunk (issue 10)."""
+    from vglaw.models.layers import Gelu
+    backbone = built["model"].backbone
+    lean = {name: cell.lean for name, cell in backbone.cells_and_names() if hasattr(cell, "lean")}
+    depth = built["model"].config.vit_depth
+    assert len(lean) == 3 * depth + 1 + (1 if hasattr(backbone.patch_embed, "lean") else 0)
+    assert all(lean.values()), lean
+    assert sum(isinstance(c, Gelu) for _, c in backbone.cells_and_names()) == depth

@@ -220,6 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--canvas_threshold", type=float, default=CANVAS_THRESHOLD)
     p.add_argument("--no_masks", action="store_true", help="REC only (skip mask metrics and RLEs)")
     add_device_args(p, mode_help="PYNATIVE still compiles the forward once with mindspore.jit")
+    p.add_argument("--lean_kernels", action="store_true",
+                   help="the ViT's CPU-lean op spellings (less CPU memory; GELU to the last bit; VGLAW.set_lean_kernels)")
     p.add_argument("--no_progress", action="store_true")
     p.add_argument("--debug", action="store_true", help="print the traceback of an error (also VGLAW_DEBUG=1)")
     return p
@@ -257,6 +259,8 @@ def _evaluate_cli(args, prog: str) -> int:
     except (FileNotFoundError, KeyError, ValueError) as err:
         raise UsageExit(prog, str(err)) from err
     model = load_model_from_checkpoint(args.checkpoint)
+    if args.lean_kernels:
+        model.set_lean_kernels()
     cfg = model.config
     metrics, preds = evaluate_split(model, ref_ds, load_tokenizer(), img_size=cfg.img_size,
                                     max_len=cfg.max_len, batch_size=args.batch_size,

@@ -23,6 +23,7 @@ from mindspore import Parameter, Tensor, nn, ops
 from mindspore.common.initializer import Normal, initializer
 
 from vglaw.models.init import init_rng
+from vglaw.models.layers import expand
 
 __all__ = ["LAW", "adaptive_qkv", "generator_out_dim"]
 
@@ -34,7 +35,7 @@ def generator_out_dim(law_type: str, dim: int, rank: int) -> int:
 
 
 def adaptive_qkv(law_type: str, x: Tensor, w0: Tensor, b0: Tensor, g: Tensor, p: Tensor,
-                 q: Tensor, rank: int) -> Tensor:
+                 q: Tensor, rank: int, lean: bool = False) -> Tensor:
     """Language-adaptive qkv for the tokens of each image.
 
     Args:
@@ -42,30 +43,32 @@ def adaptive_qkv(law_type: str, x: Tensor, w0: Tensor, b0: Tensor, g: Tensor, p:
         w0, b0: (3C, C), (3C,) the block's static qkv.
         g: (B, out) this block's generator output (`generator_out_dim`).
         p, q: (3C, K), (K, C) low-rank factors (svd only).
+        lean: broadcasts spelt out (`vglaw.models.layers.expand`; the same values).
     Returns: (B, N, 3C).
     """
-    b, _, c = x.shape
+    b, n, c = x.shape
+    out = (b, n, 3 * c)
     if law_type == "svd":
-        base = ops.matmul(x, w0.T) + b0  # (B, N, 3C)
+        base = ops.matmul(x, w0.T) + expand(b0, out, lean)  # (B, N, 3C)
         phi = g.reshape(b, rank, rank)  # (B, K, K)
         t = ops.matmul(x, q.T)  # (B, N, K)
         t = ops.bmm(t, phi.transpose(0, 2, 1))  # (B, N, K): Phi·(Q x) per token
         return base + ops.matmul(t, p.T)
     if law_type == "la":
-        return ops.matmul(x * g.expand_dims(1), w0.T) + b0
-    s_out = g[:, -3 * c:].expand_dims(1)  # (B, 1, 3C)
+        return ops.matmul(x * expand(g.expand_dims(1), x.shape, lean), w0.T) + expand(b0, out, lean)
+    s_out = expand(g[:, -3 * c:].expand_dims(1), out, lean)  # (B, 1, 3C); lean: (B, N, 3C)
     if law_type == "od1":
-        y = ops.matmul(x * g[:, :c].expand_dims(1), w0.T)
+        y = ops.matmul(x * expand(g[:, :c].expand_dims(1), x.shape, lean), w0.T)
     elif law_type == "od2":
-        y_qk = ops.matmul(x * g[:, :c].expand_dims(1), w0[: 2 * c].T)
-        y_v = ops.matmul(x * g[:, c:2 * c].expand_dims(1), w0[2 * c:].T)
+        y_qk = ops.matmul(x * expand(g[:, :c].expand_dims(1), x.shape, lean), w0[: 2 * c].T)
+        y_v = ops.matmul(x * expand(g[:, c:2 * c].expand_dims(1), x.shape, lean), w0[2 * c:].T)
         y = ops.concat((y_qk, y_v), -1)
     else:  # od3
-        y_q = ops.matmul(x * g[:, :c].expand_dims(1), w0[:c].T)
-        y_k = ops.matmul(x * g[:, c:2 * c].expand_dims(1), w0[c:2 * c].T)
-        y_v = ops.matmul(x * g[:, 2 * c:3 * c].expand_dims(1), w0[2 * c:].T)
+        y_q = ops.matmul(x * expand(g[:, :c].expand_dims(1), x.shape, lean), w0[:c].T)
+        y_k = ops.matmul(x * expand(g[:, c:2 * c].expand_dims(1), x.shape, lean), w0[c:2 * c].T)
+        y_v = ops.matmul(x * expand(g[:, 2 * c:3 * c].expand_dims(1), x.shape, lean), w0[2 * c:].T)
         y = ops.concat((y_q, y_k, y_v), -1)
-    return y * s_out + b0
+    return y * s_out + expand(b0, out, lean)
 
 
 def _kaiming_uniform(shape, fan_in: int) -> np.ndarray:

@@ -95,6 +95,19 @@ class VGLAW(nn.Cell):
             cell.recompute()
         return len(cells)
 
+    def set_lean_kernels(self, on: bool = True) -> int:
+        """Use the CPU-lean op spellings of `vglaw.models.layers` in the ViT (issue 10): layout
+        transposes as `mint.permute` and spelt-out broadcasts (the same bits), and the MLP's GELU
+        via erf (the same function, last-bit differences). Cuts MindSpore's per-graph-node CPU
+        kernel buffers, i.e. GRAPH-mode CPU memory; call before the first (compiled) call. Returns
+        how many cells were switched. Weights and checkpoints are unaffected."""
+        n = 0
+        for _, cell in self.backbone.cells_and_names():
+            if hasattr(cell, "lean"):
+                cell.lean = bool(on)
+                n += 1
+        return n
+
     def param_groups(self) -> dict:
         """Trainable Parameters by LR group: lang (text encoder), visual (backbone incl. W0/b0),
         base (LAW + head)."""

@@ -21,6 +21,7 @@ from mindspore.common.initializer import TruncatedNormal, Zero, initializer
 
 from vglaw.models.init import init_rng
 from vglaw.models.law import adaptive_qkv
+from vglaw.models.layers import Gelu, expand, relayout
 from vglaw.models.resize import bicubic_resize_matrix, linear_resize_matrix, resize_abs_pos_embed
 
 __all__ = ["ViTDet", "Block", "Attention", "window_partition", "window_unpartition",
@@ -54,7 +55,7 @@ def rel_pos_index(q_size: int, k_size: int) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- windows
-def window_partition(x: Tensor, ws: int):
+def window_partition(x: Tensor, ws: int, lean: bool = False):
     """(B, H, W, C) -> windows (B*nW, ws, ws, C), zero-padded to multiples of ws; (Hp, Wp)."""
     b, h, w, c = x.shape
     pad_h, pad_w = (ws - h % ws) % ws, (ws - w % ws) % ws
@@ -62,16 +63,16 @@ def window_partition(x: Tensor, ws: int):
         x = ops.pad(x, (0, 0, 0, pad_w, 0, pad_h))
     hp, wp = h + pad_h, w + pad_w
     x = x.reshape(b, hp // ws, ws, wp // ws, ws, c)
-    return x.transpose(0, 1, 3, 2, 4, 5).reshape(-1, ws, ws, c), (hp, wp)
+    return relayout(x, (0, 1, 3, 2, 4, 5), lean).reshape(-1, ws, ws, c), (hp, wp)
 
 
-def window_unpartition(windows: Tensor, ws: int, pad_hw, hw) -> Tensor:
+def window_unpartition(windows: Tensor, ws: int, pad_hw, hw, lean: bool = False) -> Tensor:
     """Inverse of window_partition: (B*nW, ws, ws, C) -> (B, H, W, C), padding removed."""
     hp, wp = pad_hw
     h, w = hw
     b = windows.shape[0] // ((hp // ws) * (wp // ws))
     x = windows.reshape(b, hp // ws, wp // ws, ws, ws, -1)
-    x = x.transpose(0, 1, 3, 2, 4, 5).reshape(b, hp, wp, -1)
+    x = relayout(x, (0, 1, 3, 2, 4, 5), lean).reshape(b, hp, wp, -1)
     if hp > h or wp > w:
         x = x[:, :h, :w, :]
     return x
@@ -110,6 +111,7 @@ class Attention(nn.Cell):
         self.scale = self.head_dim ** -0.5
         self.law_type = law_type
         self.law_rank = law_rank
+        self.lean = False  # VGLAW.set_lean_kernels (vglaw.models.layers)
         self.qkv = nn.Dense(dim, dim * 3, weight_init=TruncatedNormal(0.02), bias_init="zeros")
         self.proj = nn.Dense(dim, dim, weight_init=TruncatedNormal(0.02), bias_init="zeros")
         h, w = input_size
@@ -134,15 +136,15 @@ class Attention(nn.Cell):
             # LAW branch over all windows of an image at once: (B, nW*h*w, C), one Phi per image.
             xt = x.reshape(n_img, -1, c)
             qkv = adaptive_qkv(self.law_type, xt, self.qkv.weight, self.qkv.bias, gen, lp, lq,
-                               self.law_rank)
-        qkv = qkv.reshape(bw, h * w, 3, self.num_heads, self.head_dim).transpose(2, 0, 3, 1, 4)
+                               self.law_rank, self.lean)
+        qkv = relayout(qkv.reshape(bw, h * w, 3, self.num_heads, self.head_dim), (2, 0, 3, 1, 4), self.lean)
         qkv = qkv.reshape(3, bw * self.num_heads, h * w, self.head_dim)
         q, k, v = qkv[0], qkv[1], qkv[2]  # (B*nW*nH, N, d)
         attn = ops.bmm(q * self.scale, k.transpose(0, 2, 1))  # (BH, N, N)
         attn = self.add_decomposed_rel_pos(attn, q, h, w)
         attn = ops.softmax(attn, axis=-1)
         out = ops.bmm(attn, v).reshape(bw, self.num_heads, h, w, self.head_dim)
-        out = out.transpose(0, 2, 3, 1, 4).reshape(bw, h, w, c)
+        out = relayout(out, (0, 2, 3, 1, 4), self.lean).reshape(bw, h, w, c)
         return self.proj(out)
 
     def add_decomposed_rel_pos(self, attn: Tensor, q: Tensor, h: int, w: int) -> Tensor:
@@ -152,12 +154,14 @@ class Attention(nn.Cell):
         b, d = q.shape[0], q.shape[2]
         r_q = q.reshape(b, h, w, d)
         # rel_h[b,y,x,ky] = sum_c r_q[b,y,x,c] * rh[y,ky,c]
-        qh = r_q.transpose(1, 0, 2, 3).reshape(h, b * w, d)
-        rel_h = ops.bmm(qh, rh.transpose(0, 2, 1)).reshape(h, b, w, h).transpose(1, 0, 2, 3)
+        lean = self.lean
+        qh = relayout(r_q, (1, 0, 2, 3), lean).reshape(h, b * w, d)
+        rel_h = relayout(ops.bmm(qh, rh.transpose(0, 2, 1)).reshape(h, b, w, h), (1, 0, 2, 3), lean)
         # rel_w[b,y,x,kx] = sum_c r_q[b,y,x,c] * rw[x,kx,c]
-        qw = r_q.transpose(2, 0, 1, 3).reshape(w, b * h, d)
-        rel_w = ops.bmm(qw, rw.transpose(0, 2, 1)).reshape(w, b, h, w).transpose(1, 2, 0, 3)
-        attn = attn.reshape(b, h, w, h, w) + rel_h.expand_dims(4) + rel_w.expand_dims(3)
+        qw = relayout(r_q, (2, 0, 1, 3), lean).reshape(w, b * h, d)
+        rel_w = relayout(ops.bmm(qw, rw.transpose(0, 2, 1)).reshape(w, b, h, w), (1, 2, 0, 3), lean)
+        full = (b, h, w, h, w)
+        attn = attn.reshape(full) + expand(rel_h.expand_dims(4), full, lean) + expand(rel_w.expand_dims(3), full, lean)
         return attn.reshape(b, h * w, h * w)
 
 
@@ -165,7 +169,7 @@ class Mlp(nn.Cell):
     def __init__(self, dim: int, hidden: int):
         super().__init__()
         self.fc1 = nn.Dense(dim, hidden, weight_init=TruncatedNormal(0.02), bias_init="zeros")
-        self.act = nn.GELU(approximate=False)
+        self.act = Gelu()
         self.fc2 = nn.Dense(hidden, dim, weight_init=TruncatedNormal(0.02), bias_init="zeros")
 
     def construct(self, x: Tensor) -> Tensor:
@@ -189,6 +193,7 @@ class Block(nn.Cell):
         self.law_type = law_type
         self.law_index = law_index
         self.p_index = p_index
+        self.lean = False  # VGLAW.set_lean_kernels (vglaw.models.layers)
         self.norm1 = nn.LayerNorm((dim,), epsilon=eps)
         size = (window_size, window_size) if window_size > 0 else (grid, grid)
         self.attn = Attention(dim, num_heads, size, law_type, law_rank)
@@ -201,13 +206,13 @@ class Block(nn.Cell):
         shortcut = x
         x = self.norm1(x)
         if self.window_size > 0:
-            x, pad_hw = window_partition(x, self.window_size)
+            x, pad_hw = window_partition(x, self.window_size, self.lean)
         if self.law_type == "none":
             x = self.attn(x)
         else:
             x = self.attn(x, gen[:, self.law_index], lp[self.p_index], lq[self.p_index], b)
         if self.window_size > 0:
-            x = window_unpartition(x, self.window_size, pad_hw, (h, w))
+            x = window_unpartition(x, self.window_size, pad_hw, (h, w), self.lean)
         x = shortcut + self.drop_path(x)
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
@@ -231,13 +236,14 @@ class PatchEmbed(nn.Cell):
     def __init__(self, patch: int, dim: int):
         super().__init__()
         self.patch, self.dim = patch, dim
+        self.lean = False  # VGLAW.set_lean_kernels (vglaw.models.layers)
         self.proj = _PatchProj(patch, dim)
 
     def construct(self, x: Tensor) -> Tensor:
         b, c, hh, ww = x.shape  # (B, 3, S, S)
         p = self.patch
         h, w = hh // p, ww // p
-        t = x.reshape(b, c, h, p, w, p).transpose(0, 2, 4, 1, 3, 5).reshape(b * h * w, c * p * p)
+        t = relayout(x.reshape(b, c, h, p, w, p), (0, 2, 4, 1, 3, 5), self.lean).reshape(b * h * w, c * p * p)
         y = ops.matmul(t, self.proj.weight.reshape(self.dim, c * p * p).T) + self.proj.bias
         return y.reshape(b, h, w, self.dim)  # (B, H, W, C)
 
@@ -301,6 +307,7 @@ class ViTDet(nn.Cell):
     def __init__(self, cfg):
         super().__init__()
         self.grid = cfg.grid
+        self.lean = False  # VGLAW.set_lean_kernels (vglaw.models.layers)
         self.hmlp = cfg.stem == "hmlp"
         if self.hmlp:
             self.patch_embed = HMLPStem(cfg.patch_size, cfg.vit_dim, cfg.stem_dim)
@@ -362,4 +369,4 @@ class ViTDet(nn.Cell):
         x = x + self.abs_pos()  # (B, g, g, C)
         for blk in self.blocks:
             x = blk(x, gen, lp, lq)
-        return x.transpose(0, 3, 1, 2), cells  # (B, C, g, g)
+        return relayout(x, (0, 3, 1, 2), self.lean), cells  # (B, C, g, g)

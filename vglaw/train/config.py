@@ -118,6 +118,8 @@ class TrainConfig:
     num_workers: int = 1                # data-pipeline workers
     recompute: bool = False             # recompute ViT blocks / BERT layers in the backward (same gradients; see
                                         # VGLAW.set_recompute: on CPU it costs memory and time, issue 10)
+    lean_kernels: bool = False          # the ViT's CPU-lean op spellings (VGLAW.set_lean_kernels: less GRAPH-mode
+                                        # CPU memory; GELU differs in the last bit; issue 10)
     mode_name: str = "GRAPH"            # GRAPH: mindspore.jit train step; PYNATIVE: op by op (debug)
     device_target: str | None = None    # CPU GPU Ascend; None: MindSpore's default
     progress: bool = True               # tqdm bar (rank 0)

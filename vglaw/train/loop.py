@@ -402,6 +402,8 @@ def build_training(cfg: TrainConfig, run: RunDir, env: Runtime, stored: dict | N
     loaded = _init_weights(model, cfg)
     if cfg.recompute:
         model.set_recompute()
+    if cfg.lean_kernels:
+        model.set_lean_kernels()
     if cfg.freeze_word_embeddings:
         for name, p in model.text_encoder.parameters_and_names():
             if "word_embeddings" in name:

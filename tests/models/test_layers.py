@@ -1,0 +1,74 @@
+"""`VGLAW.set_lean_kernels` (issue 10): the CPU-lean spellings compute the same model.
+
+Layout transposes as `mint.permute` and spelt-out broadcasts give the same bits (forward, loss and
+every gradient, GRAPH); the erf-spelt GELU the same function to rounding. Their memory effect is
+measured in benchmarks (bench_op_memory.py, bench_memory.py --lean_kernels), not here.
+"""
+
+from __future__ import annotations
+
+import mindspore as ms
+import numpy as np
+from mindspore import Tensor
+
+from vglaw.models import build_model
+from vglaw.models.layers import Gelu
+from vglaw.models.losses import GroundingLoss
+
+from _model_helpers import SMALL, make_inputs, perturb_generator
+
+# window (2 x 2 of the 4 x 4 token grid) and global blocks, rel-pos, LAW, both heads
+CFG = dict(SMALL, drop_path=0.0, hidden_dropout=0.0, use_mask=True)
+
+
+def _run(law_type: str, lean: bool, gelu_lean: bool):
+    ms.set_context(mode=ms.GRAPH_MODE)
+    ms.set_seed(0)
+    model = build_model("tiny", law_type=law_type, **CFG)
+    perturb_generator(model)
+    if lean:
+        switched = model.set_lean_kernels()
+        assert switched == 2 * CFG["vit_depth"] + CFG["vit_depth"] + 2  # blocks, attns, MLP GELUs, stem, ViT
+        if not gelu_lean:
+            for _, cell in model.backbone.cells_and_names():
+                if isinstance(cell, Gelu):
+                    cell.lean = False
+    model.set_train(True)
+    images, ids, mask = make_inputs(2, cfg=CFG)
+    rng = np.random.default_rng(1)
+    gt_box = Tensor(rng.uniform(0.3, 0.6, (2, 4)).astype(np.float32))
+    gt_mask = Tensor((rng.random((2, CFG["img_size"], CFG["img_size"])) > 0.5).astype(np.float32))
+    loss = GroundingLoss()
+    params = model.trainable_params()
+
+    def fwd(a, b, c):
+        boxes, logits = model(a, b, c)
+        return loss(boxes, logits, gt_box, gt_mask)[0], boxes, logits
+
+    (value, boxes, logits), grads = ms.jit(ms.value_and_grad(fwd, None, params, has_aux=True))(images, ids, mask)
+    return [value.asnumpy(), boxes.asnumpy(), logits.asnumpy()] + [g.asnumpy() for g in grads]
+
+
+def test_lean_layout_and_broadcasts_are_bit_identical_and_gelu_to_rounding():
+    # od3 spells out every broadcast of adaptive_qkv (the input scalings, the output scaling, the
+    # bias that svd and la also add); three GRAPH compiles, ~11 s each
+    law_type = "od3"
+    plain = _run(law_type, lean=False, gelu_lean=False)
+    assert sum(float(np.abs(a).sum()) > 0 for a in plain[3:]) > len(plain[3:]) // 2
+    same = _run(law_type, lean=True, gelu_lean=False)
+    differ = [i for i, (a, b) in enumerate(zip(plain, same)) if not np.array_equal(a, b)]
+    assert not differ, differ[:5]
+    erf = _run(law_type, lean=True, gelu_lean=True)
+    for a, b in zip(plain, erf):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6)
+
+
+def test_lean_gelu_is_the_exact_gelu():
+    ms.set_context(mode=ms.PYNATIVE_MODE)
+    x = Tensor(np.linspace(-6, 6, 2001).astype(np.float32))
+    g = Gelu()
+    plain = g(x).asnumpy()
+    g.lean = True
+    lean = g(x).asnumpy()
+    np.testing.assert_allclose(lean, plain, rtol=1e-6, atol=1e-7)
+    assert not np.array_equal(lean, 0.5 * plain)  # not a constant factor off

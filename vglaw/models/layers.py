@@ -1,0 +1,55 @@
+"""CPU-lean spellings of a few ops, switched on per model by `VGLAW.set_lean_kernels()` (issue 10).
+
+MindSpore 2.10's CPU kernels keep buffers per graph node for some ops, and a GRAPH-mode model holds
+all of them at once (`benchmarks/bench_op_memory.py`: 40 chained nodes on an (8, 784, 768) float
+tensor, 18.4 MB; RSS growth per node, table in benchmarks/RESULTS_model.md):
+
+- `Transpose`: +38.8 MB at compile. `mindspore.mint.permute`: +1.2 MB, the same values and
+  gradients bit for bit.
+- an implicitly broadcasting `Add` / `Mul` (a bias, a (B, 1, C) scaling, the decomposed rel-pos
+  terms): +74 MB at the first run. `ops.broadcast_to` first, then a same-shape op: ~2 MB, the
+  same values.
+- `GeLU` (exact): +75 MB. `x * 0.5 * (1 + erf(x * 1/sqrt 2))` keeps ~1 MB; it differs from the
+  kernel in the last bit (the kernel divides by sqrt 2, and a `Div` keeps as much as `GeLU`).
+
+Off (the default), every helper here is the plain op, so a model computes what it always has.
+On, the ViT's layout transposes, its broadcasts and its MLP's GELU use the lean spellings. It is
+off by default because the tiny preset's train step measured 10-20 % slower with the permutes
+(session 9, `benchmarks/profile_train_step.py`); it is for the paper preset's CPU memory.
+"""
+
+from __future__ import annotations
+
+from mindspore import Tensor, mint, nn, ops
+
+__all__ = ["Gelu", "expand", "relayout"]
+
+_INV_SQRT2 = 0.7071067811865476
+
+
+def relayout(x: Tensor, axes: tuple, lean: bool) -> Tensor:
+    """`x.transpose(*axes)`; lean: `mint.permute` (same bits, no per-node CPU buffer)."""
+    if lean:
+        return mint.permute(x, axes)
+    return ops.transpose(x, axes)
+
+
+def expand(x: Tensor, shape: tuple, lean: bool) -> Tensor:
+    """`x` for an implicitly broadcasting Add/Mul; lean: broadcast to `shape` first (same values)."""
+    if lean:
+        return ops.broadcast_to(x, shape)
+    return x
+
+
+class Gelu(nn.Cell):
+    """Exact GELU (`nn.GELU(approximate=False)`); with `lean`, spelt with erf and no Div."""
+
+    def __init__(self):
+        super().__init__()
+        self.lean = False
+        self.act = nn.GELU(approximate=False)
+
+    def construct(self, x: Tensor) -> Tensor:
+        if self.lean:
+            return x * 0.5 * (1.0 + ops.erf(x * _INV_SQRT2))
+        return self.act(x)
