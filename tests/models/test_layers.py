@@ -1,7 +1,7 @@
 """`VGLAW.set_lean_kernels` (issue 10): the CPU-lean spellings compute the same model.
 
 Layout transposes as `mint.permute` and spelt-out broadcasts give the same bits (forward, loss and
-every gradient, GRAPH); the erf-spelt GELU the same function to rounding. Their memory effect is
+every gradient, GRAPH); the erf-spelt GELU the same function to rounding (checked alone). Their memory effect is
 measured in benchmarks (bench_op_memory.py, bench_memory.py --lean_kernels), not here.
 """
 
@@ -49,18 +49,16 @@ def _run(law_type: str, lean: bool, gelu_lean: bool):
     return [value.asnumpy(), boxes.asnumpy(), logits.asnumpy()] + [g.asnumpy() for g in grads]
 
 
-def test_lean_layout_and_broadcasts_are_bit_identical_and_gelu_to_rounding():
+def test_lean_layout_and_broadcasts_are_bit_identical():
     # od3 spells out every broadcast of adaptive_qkv (the input scalings, the output scaling, the
-    # bias that svd and la also add); three GRAPH compiles, ~11 s each
+    # bias that svd and la also add); two GRAPH compiles, ~11 s each. The erf GELU (the one part that
+    # differs in the last bit) is compared on its own below.
     law_type = "od3"
     plain = _run(law_type, lean=False, gelu_lean=False)
     assert sum(float(np.abs(a).sum()) > 0 for a in plain[3:]) > len(plain[3:]) // 2
     same = _run(law_type, lean=True, gelu_lean=False)
     differ = [i for i, (a, b) in enumerate(zip(plain, same)) if not np.array_equal(a, b)]
     assert not differ, differ[:5]
-    erf = _run(law_type, lean=True, gelu_lean=True)
-    for a, b in zip(plain, erf):
-        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6)
 
 
 def test_lean_gelu_is_the_exact_gelu():
@@ -71,4 +69,6 @@ def test_lean_gelu_is_the_exact_gelu():
     g.lean = True
     lean = g(x).asnumpy()
     np.testing.assert_allclose(lean, plain, rtol=1e-6, atol=1e-7)
-    assert not np.array_equal(lean, 0.5 * plain)  # not a constant factor off
+    from math import erf, sqrt
+    want = np.array([v * 0.5 * (1.0 + erf(v / sqrt(2.0))) for v in x.asnumpy().astype(np.float64)])
+    np.testing.assert_allclose(lean, want, rtol=1e-6, atol=1e-7)  # GELU itself, not just the kernel's twin
