@@ -137,3 +137,50 @@ def test_make_ablation_runs_the_full_grid():
     assert params["max_steps"] == 0  # no cap: every run gets its full epochs
     assert params["run_archive"] == "reports/ablation_runs"  # finished runs are kept in the repository
     assert grid_label(params["law_types"], params["seeds"], [700]).startswith("full grid: 6 law types x 3 seeds")
+
+
+def test_archived_record_matches_another_copy_of_the_data_on_content(tmp_path):
+    """The real check of `make ablation`'s archive: a clone regenerates the synthetic set (the same
+    images, new mtimes, so another fingerprint); its record is still the same run, matched on the
+    data's content, and a changed image or setting is not."""
+    import time
+    from PIL import Image
+    from vglaw.data import generate_shapes, preprocess, read_manifest
+    from vglaw.train import resolve_config
+    from vglaw.workbook.runs import archived_run_differences, stored_run_differences
+
+    def copy(name):
+        root = tmp_path / name
+        generate_shapes(root / "data", dataset="shapes", n_images=6, min_size=64, max_size=80, seed=3)
+        return root
+
+    a = copy("a")
+    time.sleep(0.05)
+    b = copy("b")
+    cfg = {r: TrainConfig(preset="tiny", dataset="shapes", data_root=str(r / "data"), cache_dir=str(r / "cache"),
+                          save_ckpt_dir=str(r / "runs"), experiment_name="x") for r in (a, b)}
+    man = {r: read_manifest(preprocess(r / "data", "shapes", "unc", r / "cache")) for r in (a, b)}
+    assert man[a]["fingerprint"] != man[b]["fingerprint"]  # mtimes differ
+    assert man[a]["content"] == man[b]["content"]  # the same data
+    # a cache from before content digests is rebuilt once to get one (same files: same fingerprint)
+    folder = a / "cache" / "shapes(unc)"
+    (folder / "manifest.json").write_text(json.dumps({k: v for k, v in man[a].items() if k != "content"}))
+    again = read_manifest(preprocess(a / "data", "shapes", "unc", a / "cache"))
+    assert (again["content"], again["fingerprint"]) == (man[a]["content"], man[a]["fingerprint"])
+    record = {"train": json.loads(json.dumps(dataclasses.asdict(resolve_config(cfg[a])))),
+              "data": {"fingerprint": man[a]["fingerprint"], "content": man[a]["content"]}}
+    assert archived_run_differences(cfg[b], record) == []
+    # a run in its own runs folder is still matched strictly (the files it was trained on)
+    assert any("data fingerprint" in d for d in stored_run_differences(cfg[b], record))
+    # another setting, or a record without a content digest (before session 10): not the same run
+    assert any("lr_base" in d for d in archived_run_differences(dataclasses.replace(cfg[b], lr_base=5e-4), record))
+    old = {**record, "data": {"fingerprint": man[a]["fingerprint"]}}
+    assert any("data fingerprint" in d for d in archived_run_differences(cfg[b], old))
+    # another image in one copy: once its cache is rebuilt, other content, named as such
+    name = json.loads((b / "data" / "shapes" / "instances.json").read_text())["images"][0]["file_name"]
+    path = b / "data/images/mscoco/images/train2014" / name
+    w, h = Image.open(path).size
+    Image.new("RGB", (w, h)).save(path)
+    preprocess(b / "data", "shapes", "unc", b / "cache")  # what 01_preprocess does: rebuild
+    diff = archived_run_differences(cfg[b], record)
+    assert len(diff) == 1 and diff[0].startswith("data content:"), diff

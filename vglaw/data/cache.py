@@ -67,6 +67,18 @@ def _fingerprint(sources: dict, stats: dict) -> str:
     return h.hexdigest()[:16]
 
 
+def content_digest(sources: dict, image_dir: Path, file_names) -> str:
+    """A hash of the annotation files' hashes and every image's bytes: the data's identity wherever
+    it lies. `fingerprint` (sizes and mtimes, cheap to re-check) tells whether these files changed;
+    this one whether two copies hold the same data (a regenerated synthetic set, a copy on another
+    machine): what an archived run is matched on (`vglaw.workbook.runs.archived_run_differences`)."""
+    h = hashlib.sha256(json.dumps(sources, sort_keys=True).encode())
+    for name in sorted(set(file_names)):
+        path = Path(image_dir) / name
+        h.update(name.encode() + b"\0" + (file_sha256(path).encode() if path.is_file() else b"missing"))
+    return h.hexdigest()[:16]
+
+
 def describe_changes(old: dict, new: dict, limit: int = 5) -> str:
     """`N modified (a, b, ...); N missing (...); N new (...)` between two `image_stats` records."""
     groups = {"missing": [], "modified": [], "new": []}
@@ -126,6 +138,8 @@ def preprocess(data_root: str | Path, dataset: str, split_by: str, cache_dir: st
                 if sources.get(k) != old.get("sources", {}).get(k))
         elif old.get("fingerprint") is None:  # a cache of an older version: nothing to compare, upgrade
             what, on_change = "no data fingerprint (a cache of an older version)", "rebuild"
+        elif old.get("content") is None:  # before content digests (session 10): upgrade once
+            what, on_change = "no content digest (a cache of an older version)", "rebuild"
         else:
             stored = _read_json(final / "image_stats.json") or {}
             now = image_stats(paths["images"], stored)
@@ -161,6 +175,7 @@ def preprocess(data_root: str | Path, dataset: str, split_by: str, cache_dir: st
                 "images": len(images), "annotations": len(anns), "sources": sources}
     stats = image_stats(paths["images"], [im["file_name"] for im in images.values()])
     manifest["fingerprint"] = _fingerprint(sources, stats)
+    manifest["content"] = content_digest(sources, paths["images"], stats)
     manifest["image_scan"] = None  # verify_images records its result here
 
     final.parent.mkdir(parents=True, exist_ok=True)

@@ -393,7 +393,7 @@ def build_training(cfg: TrainConfig, run: RunDir, env: Runtime, stored: dict | N
     data = _prepare_data(cfg, env.rank)
     manifest = data["train"].manifest
     data_record = {"cache": str(data["train"].folder), "fingerprint": manifest.get("fingerprint"),
-                   "image_scan": manifest.get("image_scan")}
+                   "content": manifest.get("content"), "image_scan": manifest.get("image_scan")}
     changes = _check_resume(cfg, stored or None, data_record["fingerprint"]) if resume else {}
     tokenizer = load_tokenizer(cfg.text_encoder_path if cfg.text_encoder_path not in (None, "none") else None)
     ms.set_seed(cfg.seed)  # same on every rank: identical initial weights

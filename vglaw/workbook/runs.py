@@ -84,10 +84,12 @@ def run_differences(config: dict, requested: dict, fingerprint: str | None) -> l
 LOCATIONS = frozenset({"experiment_name", "save_ckpt_dir", "data_root", "cache_dir"})
 
 
-def stored_run_differences(cfg, config: dict, *, ignore: frozenset | set = frozenset()) -> list[str]:
+def stored_run_differences(cfg, config: dict, *, ignore: frozenset | set = frozenset(),
+                           by_content: bool = False) -> list[str]:
     """Why a stored run (its config.json, `config`) is not a run of the TrainConfig `cfg`: [] when it
     is (the same settings, bookkeeping and the fields in `ignore` aside, and the same data
-    fingerprint as the cache now)."""
+    fingerprint as the cache now; with `by_content`, the same data content when the run and the
+    cache both record it: the files may be other copies of it)."""
     from vglaw.data import read_manifest
     from vglaw.train import resolve_config
     from vglaw.train.loop import prepare_cache
@@ -96,13 +98,21 @@ def stored_run_differences(cfg, config: dict, *, ignore: frozenset | set = froze
     requested = json.loads(json.dumps(dataclasses.asdict(cfg)))
     stored = config.get("train", {})
     requested.update({k: stored[k] for k in ignore if k in stored})
-    fingerprint = read_manifest(prepare_cache(cfg)).get("fingerprint")
-    return run_differences(config, requested, fingerprint)
+    manifest = read_manifest(prepare_cache(cfg))
+    stored_content, content = (config.get("data") or {}).get("content"), manifest.get("content")
+    if by_content and stored_content is not None and content is not None:
+        diff = run_differences(config, requested, config["data"].get("fingerprint"))  # settings only
+        if stored_content != content:
+            diff.append(f"data content: {stored_content!r} -> {content!r} (other data)")
+        return diff
+    return run_differences(config, requested, manifest.get("fingerprint"))
 
 
 def archived_run_differences(cfg, config: dict) -> list[str]:
-    """`stored_run_differences` for a record archived elsewhere: its paths (LOCATIONS) do not count."""
-    return stored_run_differences(cfg, config, ignore=LOCATIONS)
+    """`stored_run_differences` for a record archived elsewhere: its paths (LOCATIONS) do not count,
+    and its data is matched on content (the same images and annotations, in another copy: a clone
+    regenerates the synthetic set, so its files' mtimes, hence the fingerprint, differ)."""
+    return stored_run_differences(cfg, config, ignore=LOCATIONS, by_content=True)
 
 
 def train_or_reuse(cfg) -> Path:
