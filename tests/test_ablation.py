@@ -184,3 +184,26 @@ def test_archived_record_matches_another_copy_of_the_data_on_content(tmp_path):
     preprocess(b / "data", "shapes", "unc", b / "cache")  # what 01_preprocess does: rebuild
     diff = archived_run_differences(cfg[b], record)
     assert len(diff) == 1 and diff[0].startswith("data content:"), diff
+
+
+def test_make_ablation_names_reach_the_archived_records():
+    """The archived runs (reports/ablation_runs) are found only under the names `make ablation`
+    gives its grid points; a new TrainConfig field must not rename them (NAME_NEUTRAL)."""
+    import re
+    from types import SimpleNamespace
+    from vglaw.workbook.params import _declared_from_percent_script
+    from vglaw.workbook.runs import notebook_train_config
+
+    make = (repo_root() / "Makefile").read_text()
+    assert "-p max_epochs $(ABLATION_EPOCHS) -p max_steps 0" in make and "ABLATION_EPOCHS ?= 2" in make
+    values = _declared_from_percent_script(repo_root() / "notebooks" / "03_ablations.py")
+    values.update(max_epochs=2, max_steps=0, report_dir="reports", run_archive="reports/ablation_runs")
+    P = SimpleNamespace(**values)
+    base = notebook_train_config(P, max_steps=P.max_steps or None, eval_splits=("val",), progress=False,
+                                 smoke_overrides=dict(synthetic_images=40, max_steps=4, max_epochs=1,
+                                                      log_freq=1, pretrain_updates=2))
+    records = sorted(p.name for p in (repo_root() / "reports" / "ablation_runs").glob("ablation-*"))
+    assert records
+    for name in records:
+        law, seed = re.match(r"ablation-(\w+)-s(\d+)-", name).groups()
+        assert experiment_name("ablation", {"law_type": law, "seed": int(seed)}, dataclasses.asdict(base)) == name
