@@ -207,3 +207,15 @@ def test_make_ablation_names_reach_the_archived_records():
     for name in records:
         law, seed = re.match(r"ablation-(\w+)-s(\d+)-", name).groups()
         assert experiment_name("ablation", {"law_type": law, "seed": int(seed)}, dataclasses.asdict(base)) == name
+
+
+def test_a_config_from_before_an_added_field_compares_as_its_old_value():
+    """A run written before `lean_kernels` existed is the same run at lean_kernels=False (resume,
+    reuse, archive), and another one at True."""
+    from vglaw.train.bookkeeping import changed_fields
+    from vglaw.train.config import ADDED_FIELDS
+    new = json.loads(json.dumps(dataclasses.asdict(TrainConfig(preset="tiny"))))
+    old = {k: v for k, v in new.items() if k not in ADDED_FIELDS}
+    assert ADDED_FIELDS and all(new[k] == v for k, v in ADDED_FIELDS.items())
+    assert changed_fields(old, new) == {}
+    assert changed_fields(old, dict(new, lean_kernels=True)) == {"lean_kernels": [False, True]}

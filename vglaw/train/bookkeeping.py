@@ -37,9 +37,11 @@ def _norm(v):
 
 def changed_fields(stored: dict, requested: dict) -> dict:
     """{field: [stored, requested]} of every field whose value differs (tuples equal lists); a
-    field stored under its old name (`RENAMED_FIELDS`, e.g. splitBy) is compared under its new one."""
-    from vglaw.train.config import RENAMED_FIELDS
+    field stored under its old name (`RENAMED_FIELDS`, e.g. splitBy) is compared under its new one,
+    and a field added since (`ADDED_FIELDS`) that `stored` lacks as the value older runs computed with."""
+    from vglaw.train.config import ADDED_FIELDS, RENAMED_FIELDS
     stored = {RENAMED_FIELDS.get(k, k): v for k, v in stored.items()}
+    stored = {**{k: v for k, v in ADDED_FIELDS.items() if k not in stored}, **stored}
     keys = sorted(set(stored) | set(requested))
     return {k: [_norm(stored.get(k)), _norm(requested.get(k))] for k in keys
             if _norm(stored.get(k)) != _norm(requested.get(k))}

@@ -130,6 +130,11 @@ class TrainConfig:
 # accepts the old flag (`--splitBy`, the seed's spelling, as the refer API writes it).
 RENAMED_FIELDS = {"splitBy": "split_by"}
 
+# Fields added since run directories were first written, with the value that computes what the
+# runs before them did: a config.json without the field compares as if it held that value (a
+# resume, a reuse, an archived record), and an ablation's run name leaves the field out at it.
+ADDED_FIELDS = {"lean_kernels": False}
+
 
 # Fields a preset's recipe fills when they are None. Every resolved value is saved in config.json.
 RECIPES: dict[str, dict] = {

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from vglaw.config import LAW_TYPES
+from vglaw.train.config import ADDED_FIELDS
 from vglaw.utils.io import read_json
 from vglaw.eval.metrics import safe_iou
 from vglaw.workbook.reports import load_run, scan_runs
@@ -55,9 +56,10 @@ def grid(law_types: Sequence[str], seeds: Sequence[int], extra: dict[str, Sequen
     return [dict(zip(names, combo)) for combo in itertools.product(*values)]
 
 
-# TrainConfig fields added after runs were named, at the value that computes what those runs did:
-# left out of the name at that value, so adding a field does not rename (and retrain) a grid.
-NAME_NEUTRAL = {"lean_kernels": False}
+# TrainConfig fields added after runs were named (vglaw.train.config.ADDED_FIELDS), at the value
+# that computes what those runs did: left out of the name at that value, so adding a field does not
+# rename (and retrain) a grid.
+NAME_NEUTRAL = ADDED_FIELDS
 
 
 def _fingerprint(cfg_dict: dict) -> str:
