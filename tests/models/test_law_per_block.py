@@ -38,8 +38,8 @@ def test_each_adaptive_block_uses_its_own_p_q_and_phi(monkeypatch):
     calls = []
     real = vit.adaptive_qkv
 
-    def spy(law_type, x, w0, b0, g, p, q, rank):
-        out = real(law_type, x, w0, b0, g, p, q, rank)
+    def spy(law_type, x, w0, b0, g, p, q, rank, *rest):  # rest: `lean` (VGLAW.set_lean_kernels)
+        out = real(law_type, x, w0, b0, g, p, q, rank, *rest)
         calls.append((x.asnumpy(), w0.asnumpy(), b0.asnumpy(), out.asnumpy()))
         return out
 
