@@ -188,7 +188,7 @@ def test_archived_record_matches_another_copy_of_the_data_on_content(tmp_path):
 
 def test_make_ablation_names_reach_the_archived_records():
     """The archived runs (reports/ablation_runs) are found only under the names `make ablation`
-    gives its grid points; a new TrainConfig field must not rename them (NAME_NEUTRAL)."""
+    gives its grid points; a new TrainConfig field must not rename them (ADDED_FIELDS)."""
     import re
     from types import SimpleNamespace
     from vglaw.workbook.params import _declared_from_percent_script

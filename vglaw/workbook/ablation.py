@@ -56,19 +56,15 @@ def grid(law_types: Sequence[str], seeds: Sequence[int], extra: dict[str, Sequen
     return [dict(zip(names, combo)) for combo in itertools.product(*values)]
 
 
-# TrainConfig fields added after runs were named (vglaw.train.config.ADDED_FIELDS), at the value
-# that computes what those runs did: left out of the name at that value, so adding a field does not
-# rename (and retrain) a grid.
-NAME_NEUTRAL = ADDED_FIELDS
-
-
 def _fingerprint(cfg_dict: dict) -> str:
     # no paths: the same settings make the same name in any clone (data identity: its content digest,
     # checked when a run is reused)
     skip = {"experiment_name", "save_ckpt_dir", "data_root", "cache_dir", "short_comment", "resume", "overwrite",
             "progress", "num_workers", "log_freq", "seed", "allow_changes", "force", *ABLATION_KNOBS}
+    # a field added after runs were named (ADDED_FIELDS) stays out at the value those runs used:
+    # adding a field does not rename (and retrain) a grid
     stable = {k: v for k, v in sorted(cfg_dict.items())
-              if k not in skip and not (k in NAME_NEUTRAL and v == NAME_NEUTRAL[k])}
+              if k not in skip and not (k in ADDED_FIELDS and v == ADDED_FIELDS[k])}
     return hashlib.sha256(json.dumps(stable, sort_keys=True, default=str).encode()).hexdigest()[:8]
 
 

@@ -64,13 +64,19 @@ def config_differences(stored: dict, requested: dict) -> list[str]:
             if k not in BOOKKEEPING]
 
 
-def run_differences(config: dict, requested: dict, fingerprint: str | None) -> list[str]:
+def run_differences(config: dict, requested: dict, fingerprint: str | None,
+                    content: str | None = None) -> list[str]:
     """Why a stored run (its config.json) is not the requested one: changed settings, other data
-    (the cache's fingerprint), or settings changed at a resume with --allow_changes."""
+    (the cache's fingerprint; with `content`, the data's content digest when the run records one),
+    or settings changed at a resume with --allow_changes."""
     from vglaw.train.bookkeeping import computation_changes
     diff = config_differences(config.get("train", {}), requested)
     stored_fp = (config.get("data") or {}).get("fingerprint")
-    if stored_fp is None:
+    stored_content = (config.get("data") or {}).get("content")
+    if content is not None and stored_content is not None:
+        if stored_content != content:
+            diff.append(f"data content: {stored_content!r} -> {content!r} (other data)")
+    elif stored_fp is None:
         diff.append("data fingerprint: none recorded -> "
                     f"{fingerprint!r} (a run from before data fingerprints: its data cannot be confirmed)")
     elif stored_fp != fingerprint:
@@ -99,13 +105,8 @@ def stored_run_differences(cfg, config: dict, *, ignore: frozenset | set = froze
     stored = config.get("train", {})
     requested.update({k: stored[k] for k in ignore if k in stored})
     manifest = read_manifest(prepare_cache(cfg))
-    stored_content, content = (config.get("data") or {}).get("content"), manifest.get("content")
-    if by_content and stored_content is not None and content is not None:
-        diff = run_differences(config, requested, config["data"].get("fingerprint"))  # settings only
-        if stored_content != content:
-            diff.append(f"data content: {stored_content!r} -> {content!r} (other data)")
-        return diff
-    return run_differences(config, requested, manifest.get("fingerprint"))
+    return run_differences(config, requested, manifest.get("fingerprint"),
+                           manifest.get("content") if by_content else None)
 
 
 def archived_run_differences(cfg, config: dict) -> list[str]:
