@@ -12,6 +12,9 @@ STAMP := $(VENV)/.vglaw-installed
 TEST_STAMP := $(VENV)/.vglaw-test-installed
 # MindSpore's C++ log writes "Get realpath failed" into every notebook output without this.
 export GLOG_v ?= 4
+# Graphs run in the calling thread, not beside a busy-waiting one (vglaw/__init__.py: ~28 % faster
+# tiny train step on 2 CPU cores, half the CPU); `import vglaw` sets it too, this covers the rest.
+export MS_DEV_HOST_BLOCKING_RUN ?= 1
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 # msrun starts its workers as plain `python`: the venv must come first on PATH.
@@ -50,12 +53,13 @@ reproduce: $(STAMP)
 # ~12 min on 2 CPU cores, so ~3.6 h for 18 runs). Finished runs are reused (an interrupted one
 # resumes), so it can run in parts; each finished run's record (config, metrics, val predictions; no
 # checkpoints) is also kept in reports/ablation_runs/ and reused in any clone whose settings and data
-# match, so the parts may be run on different machines; tables and figure go to reports/.
+# match, so the parts may be run on different machines; tables and figure go to reports/ablation/
+# (make reproduce's reduced grid keeps reports/tables/; the results page shows both, the full one first).
 ABLATION_SEEDS ?= [0, 1, 2]
 ABLATION_EPOCHS ?= 2
 ablation: $(STAMP)
 	$(BIN)/python -m vglaw.workbook run 03_ablations -p law_types '["none", "la", "od1", "od2", "od3", "svd"]' \
-		-p seeds '$(ABLATION_SEEDS)' -p max_epochs $(ABLATION_EPOCHS) -p max_steps 0 -p report_dir reports \
+		-p seeds '$(ABLATION_SEEDS)' -p max_epochs $(ABLATION_EPOCHS) -p max_steps 0 -p report_dir reports/ablation \
 		-p run_archive reports/ablation_runs
 
 # Two pytest workers, one test file each at a time (module fixtures stay in one process): most tests

@@ -1,10 +1,18 @@
 """Train-step time: `mindspore.jit` (GRAPH) vs op-by-op (PYNATIVE), same model, batch and optimiser.
 
     GLOG_v=4 python benchmarks/bench_train.py --preset tiny --batch_size 16 --steps 10
+    GLOG_v=4 python benchmarks/bench_train.py --host_blocking both --op_threads 1 --rounds 3
 
 Prints one table row per mode (compile = first step, then the median of `--steps` steps) and
 the PYNATIVE / GRAPH ratio. Random inputs of the preset's shapes; no data set needed. Note the
 machine load (`uptime`) next to any number you quote.
+
+`--host_blocking both`: the GRAPH step with MindSpore's MS_DEV_HOST_BLOCKING_RUN=1 (the graph runs
+in the calling thread; `import vglaw` sets it) against =0 (a queue thread runs it while the caller
+busy-waits), each in its own process (MindSpore reads it once, at import), alternated over
+`--rounds`: wall and CPU seconds per step (CPU = user + sys of the whole process), and whether the
+last step's losses are bit-identical. `--op_threads 1` is what `--deterministic` (the tiny recipe)
+sets.
 """
 
 from __future__ import annotations
@@ -18,8 +26,10 @@ import time
 import numpy as np
 
 
-def bench(mode: str, preset: str, batch_size: int, steps: int, overrides: dict) -> dict:
+def bench(mode: str, preset: str, batch_size: int, steps: int, overrides: dict, op_threads: int = 0) -> dict:
     import mindspore as ms
+    if op_threads:
+        ms.device_context.cpu.op_tuning.threads_num(op_threads)
     from vglaw import build_model
     from vglaw.models.losses import GroundingLoss
     from vglaw.train.optim import Schedule, build_optimizer
@@ -43,13 +53,41 @@ def bench(mode: str, preset: str, batch_size: int, steps: int, overrides: dict) 
     t = time.perf_counter()
     step.step(batch)
     first = time.perf_counter() - t
-    times = []
+    times, cpu = [], []
     for _ in range(steps):
-        t = time.perf_counter()
-        step.step(batch)
+        t, c = time.perf_counter(), time.process_time()
+        parts, _ = step.step(batch)
         times.append(time.perf_counter() - t)
+        cpu.append(time.process_time() - c)
     return {"mode": mode, "first_s": first, "step_s": statistics.median(times),
-            "samples_per_s": b / statistics.median(times)}
+            "cpu_s": statistics.median(cpu), "samples_per_s": b / statistics.median(times),
+            "losses": [repr(parts[k]) for k in sorted(parts)]}
+
+
+def host_blocking_ab(a, over: dict) -> None:
+    """MS_DEV_HOST_BLOCKING_RUN 1 vs 0 for the GRAPH step, one process each, alternated."""
+    import subprocess
+    import sys
+    runs = {"1": [], "0": []}
+    for r in range(a.rounds):
+        for flag in (("1", "0") if r % 2 == 0 else ("0", "1")):
+            cmd = [sys.executable, __file__, "--preset", a.preset, "--batch_size", str(a.batch_size),
+                   "--steps", str(a.steps), "--model_overrides", json.dumps(over), "--modes", "GRAPH",
+                   "--op_threads", str(a.op_threads), "--json"]
+            out = subprocess.run(cmd, env={**os.environ, "MS_DEV_HOST_BLOCKING_RUN": flag}, check=True,
+                                 capture_output=True, text=True).stdout
+            runs[flag].append(json.loads(out.strip().splitlines()[-1])[0])
+    print(f"preset {a.preset}, GRAPH, batch {a.batch_size}, op threads {a.op_threads or 'default'}, "
+          f"{a.steps} steps per process (median), {a.rounds} processes per setting, alternated; "
+          f"load {os.getloadavg()[0]:.2f}")
+    print(f"{'MS_DEV_HOST_BLOCKING_RUN':<25} {'step s':>14} {'CPU s per step':>15} {'samples/s':>10}")
+    for flag, label in (("0", "0 (MindSpore default)"), ("1", "1 (vglaw default)")):
+        st = [r["step_s"] for r in runs[flag]]
+        cp = [r["cpu_s"] for r in runs[flag]]
+        print(f"{label:<25} {statistics.median(st):>7.3f} ({min(st):.3f}-{max(st):.3f}) "
+              f"{statistics.median(cp):>8.3f} {a.batch_size / statistics.median(st):>10.1f}")
+    same = all(r["losses"] == runs["1"][0]["losses"] for r in runs["1"] + runs["0"])
+    print(f"losses of the last step bit-identical across all processes: {same}")
 
 
 def main() -> None:
@@ -59,9 +97,18 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--model_overrides", default="{}", help="JSON dict of ModelConfig overrides")
     p.add_argument("--modes", nargs="+", default=["GRAPH", "PYNATIVE"], choices=("GRAPH", "PYNATIVE"))
+    p.add_argument("--op_threads", type=int, default=0, help="CPU kernel threads (0: MindSpore's default)")
+    p.add_argument("--host_blocking", choices=("both",), help="A/B of MS_DEV_HOST_BLOCKING_RUN (see above)")
+    p.add_argument("--rounds", type=int, default=3, help="--host_blocking: processes per setting")
+    p.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
     a = p.parse_args()
     over = json.loads(a.model_overrides)
-    rows = [bench(m, a.preset, a.batch_size, a.steps, over) for m in a.modes]
+    if a.host_blocking:
+        return host_blocking_ab(a, over)
+    rows = [bench(m, a.preset, a.batch_size, a.steps, over, a.op_threads) for m in a.modes]
+    if a.json:
+        print(json.dumps(rows))
+        return
     print(f"preset {a.preset}, batch {a.batch_size}, overrides {over}, load {os.getloadavg()[0]:.2f}")
     print(f"{'mode':<9} {'first step s':>12} {'step s (median)':>16} {'samples/s':>10}")
     for r in rows:

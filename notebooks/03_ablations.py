@@ -28,7 +28,8 @@
 # `make ablation` runs the full grid (six law types x three seeds); `make reproduce` runs a reduced
 # one (`none`, `la` and `svd`, one seed, 80 updates each), and the table title says which.
 #
-# Writes `reports/tables/ablation_law_type.{md,csv}` and `reports/figures/ablation_law_type.png`.
+# Writes `reports/tables/ablation_law_type.{md,csv}` and `reports/figures/ablation_law_type.png`
+# (under `report_dir`: `make ablation` writes to `reports/ablation/`, so `make reproduce` keeps its own).
 
 # %% tags=["parameters"]
 law_types: list[str] = ["none", "la", "svd"]  # ablated law_type values (the full grid, make ablation: all six)

@@ -197,7 +197,7 @@ def test_make_ablation_names_reach_the_archived_records():
     make = (repo_root() / "Makefile").read_text()
     assert "-p max_epochs $(ABLATION_EPOCHS) -p max_steps 0" in make and "ABLATION_EPOCHS ?= 2" in make
     values = _declared_from_percent_script(repo_root() / "notebooks" / "03_ablations.py")
-    values.update(max_epochs=2, max_steps=0, report_dir="reports", run_archive="reports/ablation_runs")
+    values.update(max_epochs=2, max_steps=0, report_dir="reports/ablation", run_archive="reports/ablation_runs")
     P = SimpleNamespace(**values)
     base = notebook_train_config(P, max_steps=P.max_steps or None, eval_splits=("val",), progress=False,
                                  smoke_overrides=dict(synthetic_images=40, max_steps=4, max_epochs=1,

@@ -43,12 +43,12 @@ def _main_run(runs: Path, metrics: dict, evals: list[tuple[int, float, float]]) 
     return d
 
 
-def _ablation(tables: Path, tmp: Path) -> str:
+def _ablation(tables: Path, tmp: Path, title: str = "reduced grid: 2 law types x 2 seeds") -> str:
     rows = []
     rng = np.random.default_rng(0)
     for lt, p in (("none", 0.2), ("svd", 0.8)):
         for seed in (0, 1):
-            d = tmp / "abl" / f"{lt}-s{seed}"
+            d = tmp / "abl" / tables.parent.name / f"{lt}-s{seed}"
             d.mkdir(parents=True)
             iou = np.where(rng.random(40) < p, 0.8, 0.2)
             preds = [{"sent_id": i, "pred_box": [0, 0, 1, 1], "box_iou": float(v), "mask_inter": 5, "mask_union": 10}
@@ -56,7 +56,7 @@ def _ablation(tables: Path, tmp: Path) -> str:
             (d / "predictions_val.json").write_text(json.dumps(preds))
             rows.append({"run": d.name, "run_dir": str(d), "law_type": lt, "seed": seed, "split": "val"})
     stats = ablation_stats(pd.DataFrame(rows), n_boot=200)
-    write_ablation_table(stats, "ablation_law_type", tables, title="reduced grid: 2 law types x 2 seeds")
+    write_ablation_table(stats, "ablation_law_type", tables, title=title)
     return reading(stats)
 
 
@@ -104,6 +104,23 @@ def test_page_shows_the_main_run_its_protocol_and_the_ablation(site):
         assert (base / ref).is_file(), ref
     assert "http://" not in text and "https://" not in text
     assert "html/02_train.html" in v["links"] and "html/01_preprocess.html" not in v["links"]  # no export: no link
+
+
+def test_page_shows_the_full_grid_of_make_ablation_before_the_workbooks_own(site, tmp_path):
+    """`make ablation` writes to reports/ablation/: a later `make reproduce` (reduced grid, reports/tables/)
+    must not hide it, and its figure is shown in its card."""
+    reports = site["reports"]
+    _ablation(reports / "ablation" / "tables", tmp_path, title="full grid: 6 law types x 3 seeds, 700 updates each")
+    (reports / "ablation" / "figures").mkdir(parents=True)
+    Image.new("RGB", (64, 48), (30, 200, 30)).save(reports / "ablation" / "figures" / "ablation_law_type.png")
+    page = write_results_page(reports, site["runs"], MAIN, notebooks=[])
+    text = page.read_text()
+    full, reduced = text.find("full grid: 6 law types x 3 seeds"), text.find("reduced grid: 2 law types x 2 seeds")
+    assert 0 < full < reduced
+    images = page_values(text)["images"]
+    assert "ablation/figures/ablation_law_type.png" in images
+    for ref in images:
+        assert (page.parent / ref).is_file(), ref
 
 
 def test_page_without_a_main_run_says_what_to_do(tmp_path):

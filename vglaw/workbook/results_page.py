@@ -171,7 +171,12 @@ def _tables(runs: Path) -> list[dict]:
     return out
 
 
-def _ablation(tables_dir: Path) -> dict | None:
+FULL_ABLATION_DIR = "ablation"  # under reports/: `make ablation` writes its tables/ and figures/ there
+
+
+def _ablation(tables_dir: Path, figure: str | None = None) -> dict | None:
+    """The law_type table in `tables_dir` (its title, HTML, reading), or None; `figure`: the grid's plot,
+    relative to reports/, shown in the card when it exists."""
     path = tables_dir / "ablation_law_type.csv"
     if not path.is_file():
         return None
@@ -194,7 +199,16 @@ def _ablation(tables_dir: Path) -> dict | None:
         title = first.lstrip("# ").strip() or title
     reading_path = tables_dir / "ablation_law_type_reading.txt"
     reading = reading_path.read_text(encoding="utf-8").strip() if reading_path.is_file() else ""
-    return {"title": title, "html": _styled(pd.DataFrame(rows), "table-ablation"), "reading": reading}
+    src = figure if figure and (tables_dir.parent.parent / figure).is_file() else None
+    return {"title": title, "html": _styled(pd.DataFrame(rows), "table-ablation"), "reading": reading, "figure": src}
+
+
+def _ablations(reports: Path) -> list[dict]:
+    """The full grid of `make ablation` (reports/ablation/) first, then the workbook's own (reports/tables/,
+    the reduced grid of `make reproduce` or whatever 03 last ran with report_dir=reports)."""
+    full = _ablation(reports / FULL_ABLATION_DIR / "tables", f"{FULL_ABLATION_DIR}/figures/ablation_law_type.png")
+    own = _ablation(reports / "tables")
+    return [a for a in (full, own) if a is not None]
 
 
 def _figures(reports: Path) -> list[dict]:
@@ -237,7 +251,7 @@ def page_data(reports: str | Path, runs: str | Path, main_run: str = MAIN_RUN,
     return {"main": main, "main_run_name": main_run, "runs_dir": str(runs), "headline_split": headline_split,
             "headline_keys": [{"key": k, "label": v} for k, v in HEADLINE],
             "metric_keys": [{"key": k, "label": v} for k, v in METRICS],
-            "tables": _tables(runs), "ablation": _ablation(reports / "tables"),
+            "tables": _tables(runs), "ablations": _ablations(reports),
             "figures": _figures(reports), "notebooks": _notebooks(reports, notebooks),
             "generated": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
 
