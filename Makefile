@@ -50,7 +50,7 @@ reproduce: $(STAMP)
 
 # The full law_type grid that `make reproduce` reduces (none/la/svd, one seed, 80 updates): every
 # law type x ABLATION_SEEDS, each run at the main run's budget (02_train: 2 epochs, 700 updates,
-# ~12 min on 2 CPU cores, so ~3.6 h for 18 runs). Finished runs are reused (an interrupted one
+# 9-15 min on 2 CPU cores, ~3 h for 18 runs; all 18 are archived, see below). Finished runs are reused (an interrupted one
 # resumes), so it can run in parts; each finished run's record (config, metrics, val predictions; no
 # checkpoints) is also kept in reports/ablation_runs/ and reused in any clone whose settings and data
 # match, so the parts may be run on different machines; tables and figure go to reports/ablation/
