@@ -13,9 +13,9 @@ os.environ.setdefault("GLOG_v", "4")
 # MindSpore runs each compiled graph on a "frontend" queue thread while the calling thread waits for
 # it in a busy loop (runtime::AsyncRQueue::Wait): on CPU that spin takes ~0.7 of a core for the whole
 # step, beside the core that computes. MS_DEV_HOST_BLOCKING_RUN=1 runs the graph in the calling
-# thread instead. Measured (tiny GRAPH train step, batch 16, 2-core EPYC, nothing else running):
-# 1.07 -> 0.77 s per step and 1.96 -> 1.10 CPU-s per step, losses bit-identical
-# (benchmarks/bench_train.py --host_blocking both). Read once, when MindSpore loads, so it must be
+# thread instead. Measured (tiny GRAPH train step, batch 16, one kernel thread, 2-core EPYC, nothing
+# else running): 1.128 -> 0.919 s and 2.06 -> 1.34 CPU-s per step, losses bit-identical
+# (benchmarks/bench_train.py --host_blocking both; benchmarks/RESULTS_model.md). Read once, when MindSpore loads, so it must be
 # set before `import mindspore`; an explicit setting wins (MS_DEV_HOST_BLOCKING_RUN=0 turns it off;
 # not measured on GPU/Ascend).
 os.environ.setdefault("MS_DEV_HOST_BLOCKING_RUN", "1")

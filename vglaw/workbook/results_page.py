@@ -175,8 +175,8 @@ FULL_ABLATION_DIR = "ablation"  # under reports/: `make ablation` writes its tab
 
 
 def _ablation(tables_dir: Path, figure: str | None = None) -> dict | None:
-    """The law_type table in `tables_dir` (its title, HTML, reading), or None; `figure`: the grid's plot,
-    relative to reports/, shown in the card when it exists."""
+    """The law_type table in `tables_dir` (its title, HTML, reading), or None; `figure`: the grid's plot
+    as a link relative to reports/ (the caller checks that it exists), shown in the card."""
     path = tables_dir / "ablation_law_type.csv"
     if not path.is_file():
         return None
@@ -199,14 +199,14 @@ def _ablation(tables_dir: Path, figure: str | None = None) -> dict | None:
         title = first.lstrip("# ").strip() or title
     reading_path = tables_dir / "ablation_law_type_reading.txt"
     reading = reading_path.read_text(encoding="utf-8").strip() if reading_path.is_file() else ""
-    src = figure if figure and (tables_dir.parent.parent / figure).is_file() else None
-    return {"title": title, "html": _styled(pd.DataFrame(rows), "table-ablation"), "reading": reading, "figure": src}
+    return {"title": title, "html": _styled(pd.DataFrame(rows), "table-ablation"), "reading": reading, "figure": figure}
 
 
 def _ablations(reports: Path) -> list[dict]:
     """The full grid of `make ablation` (reports/ablation/) first, then the workbook's own (reports/tables/,
     the reduced grid of `make reproduce` or whatever 03 last ran with report_dir=reports)."""
-    full = _ablation(reports / FULL_ABLATION_DIR / "tables", f"{FULL_ABLATION_DIR}/figures/ablation_law_type.png")
+    figure = f"{FULL_ABLATION_DIR}/figures/ablation_law_type.png"
+    full = _ablation(reports / FULL_ABLATION_DIR / "tables", figure if (reports / figure).is_file() else None)
     own = _ablation(reports / "tables")
     return [a for a in (full, own) if a is not None]
 
