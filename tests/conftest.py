@@ -2,11 +2,10 @@
 
 import os
 
-os.environ.setdefault("GLOG_v", "4")          # MindSpore's C++ log (must precede `import mindspore`)
+import vglaw  # noqa: E402,F401  sets GLOG_v and MS_DEV_HOST_BLOCKING_RUN before any test imports mindspore
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the tokenizer/encoder load from local folders only
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
-os.environ.setdefault("MS_DEV_HOST_BLOCKING_RUN", "1")  # as `import vglaw` sets it (see vglaw/__init__.py)
 
 # `make test` runs two pytest-xdist workers, one test file at a time each (`--dist loadfile
 # --no-loadscope-reorder`): a worker takes the next file in collection order when it is nearly
