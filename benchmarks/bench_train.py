@@ -2,6 +2,7 @@
 
     GLOG_v=4 python benchmarks/bench_train.py --preset tiny --batch_size 16 --steps 10
     GLOG_v=4 python benchmarks/bench_train.py --host_blocking both --op_threads 1 --rounds 3
+    GLOG_v=4 python benchmarks/bench_train.py --malloc both --op_threads 1 --rounds 3
 
 Prints one table row per mode (compile = first step, then the median of `--steps` steps) and
 the PYNATIVE / GRAPH ratio. Random inputs of the preset's shapes; no data set needed. Note the
@@ -13,6 +14,9 @@ busy-waits), each in its own process (MindSpore reads it once, at import), alter
 `--rounds`: wall and CPU seconds per step (CPU = user + sys of the whole process), and whether the
 last step's losses are bit-identical. `--op_threads 1` is what `--deterministic` (the tiny recipe)
 sets.
+
+`--malloc both`: the same A/B for the C allocator, glibc's malloc against jemalloc preloaded
+(`LD_PRELOAD`; `vglaw.utils.malloc.find_jemalloc`, what the Makefile preloads).
 """
 
 from __future__ import annotations
@@ -64,30 +68,50 @@ def bench(mode: str, preset: str, batch_size: int, steps: int, overrides: dict, 
             "losses": [repr(parts[k]) for k in sorted(parts)]}
 
 
-def host_blocking_ab(a, over: dict) -> None:
-    """MS_DEV_HOST_BLOCKING_RUN 1 vs 0 for the GRAPH step, one process each, alternated."""
+def env_ab(a, over: dict, var: str, settings: dict) -> None:
+    """The GRAPH step under two environments (`settings`: label -> env additions, None removes
+    `var`), one process each, alternated over `--rounds`."""
     import subprocess
     import sys
-    runs = {"1": [], "0": []}
+    labels = list(settings)
+    runs = {k: [] for k in labels}
     for r in range(a.rounds):
-        for flag in (("1", "0") if r % 2 == 0 else ("0", "1")):
+        for label in (labels if r % 2 == 0 else labels[::-1]):
             cmd = [sys.executable, __file__, "--preset", a.preset, "--batch_size", str(a.batch_size),
                    "--steps", str(a.steps), "--model_overrides", json.dumps(over), "--modes", "GRAPH",
                    "--op_threads", str(a.op_threads), "--json"]
-            out = subprocess.run(cmd, env={**os.environ, "MS_DEV_HOST_BLOCKING_RUN": flag}, check=True,
-                                 capture_output=True, text=True).stdout
-            runs[flag].append(json.loads(out.strip().splitlines()[-1])[0])
+            env = {k: v for k, v in os.environ.items() if k != var}
+            if settings[label] is not None:
+                env[var] = settings[label]
+            out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
+            runs[label].append(json.loads(out.strip().splitlines()[-1])[0])
     print(f"preset {a.preset}, GRAPH, batch {a.batch_size}, op threads {a.op_threads or 'default'}, "
           f"{a.steps} steps per process (median), {a.rounds} processes per setting, alternated; "
           f"load {os.getloadavg()[0]:.2f}")
-    print(f"{'MS_DEV_HOST_BLOCKING_RUN':<25} {'step s':>14} {'CPU s per step':>15} {'samples/s':>10}")
-    for flag, label in (("0", "0 (MindSpore default)"), ("1", "1 (vglaw default)")):
-        st = [r["step_s"] for r in runs[flag]]
-        cp = [r["cpu_s"] for r in runs[flag]]
-        print(f"{label:<25} {statistics.median(st):>7.3f} ({min(st):.3f}-{max(st):.3f}) "
+    print(f"{var:<25} {'compile s':>10} {'step s':>14} {'CPU s per step':>15} {'samples/s':>10}")
+    for label in labels:
+        st = [r["step_s"] for r in runs[label]]
+        cp = [r["cpu_s"] for r in runs[label]]
+        fi = [r["first_s"] for r in runs[label]]
+        print(f"{label:<25} {statistics.median(fi):>10.2f} {statistics.median(st):>7.3f} ({min(st):.3f}-{max(st):.3f}) "
               f"{statistics.median(cp):>8.3f} {a.batch_size / statistics.median(st):>10.1f}")
-    same = all(r["losses"] == runs["1"][0]["losses"] for r in runs["1"] + runs["0"])
+    first = runs[labels[0]][0]["losses"]
+    same = all(r["losses"] == first for k in labels for r in runs[k])
     print(f"losses of the last step bit-identical across all processes: {same}")
+
+
+def host_blocking_ab(a, over: dict) -> None:
+    """MS_DEV_HOST_BLOCKING_RUN 1 vs 0 for the GRAPH step."""
+    env_ab(a, over, "MS_DEV_HOST_BLOCKING_RUN", {"0 (MindSpore default)": "0", "1 (vglaw default)": "1"})
+
+
+def malloc_ab(a, over: dict) -> None:
+    """glibc's malloc vs preloaded jemalloc for the GRAPH step (vglaw.utils.malloc)."""
+    from vglaw.utils.malloc import find_jemalloc
+    lib = find_jemalloc()
+    if lib is None:
+        raise SystemExit("--malloc both: no jemalloc found (apt install libjemalloc2, or set VGLAW_JEMALLOC)")
+    env_ab(a, over, "LD_PRELOAD", {"glibc malloc": None, "jemalloc": lib})
 
 
 def main() -> None:
@@ -99,12 +123,15 @@ def main() -> None:
     p.add_argument("--modes", nargs="+", default=["GRAPH", "PYNATIVE"], choices=("GRAPH", "PYNATIVE"))
     p.add_argument("--op_threads", type=int, default=0, help="CPU kernel threads (0: MindSpore's default)")
     p.add_argument("--host_blocking", choices=("both",), help="A/B of MS_DEV_HOST_BLOCKING_RUN (see above)")
-    p.add_argument("--rounds", type=int, default=3, help="--host_blocking: processes per setting")
+    p.add_argument("--malloc", choices=("both",), help="A/B of glibc's malloc and preloaded jemalloc")
+    p.add_argument("--rounds", type=int, default=3, help="--host_blocking/--malloc: processes per setting")
     p.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
     a = p.parse_args()
     over = json.loads(a.model_overrides)
     if a.host_blocking:
         return host_blocking_ab(a, over)
+    if a.malloc:
+        return malloc_ab(a, over)
     rows = [bench(m, a.preset, a.batch_size, a.steps, over, a.op_threads) for m in a.modes]
     if a.json:
         print(json.dumps(rows))

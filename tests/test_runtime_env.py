@@ -21,3 +21,48 @@ def test_import_vglaw_sets_host_blocking_run_unless_given(given, expected):
     value, loaded = out.stdout.split()
     assert value == expected
     assert loaded == "False"  # set before MindSpore is imported: it reads the variable once, at load
+
+
+# --- jemalloc under what `make` starts (vglaw/utils/malloc.py, the Makefile's JEMALLOC_CANDIDATES) ---
+
+def test_makefile_and_find_jemalloc_search_the_same_places():
+    import re
+    from pathlib import Path
+
+    from vglaw.utils.malloc import CANDIDATES
+    text = Path(__file__).resolve().parents[1].joinpath("Makefile").read_text()
+    block = re.search(r"^JEMALLOC_CANDIDATES := (.*?[^\\])$", text, re.S | re.M).group(1)
+    makefile = re.sub(r"\$\(if \$\(CONDA_PREFIX\),\$\(CONDA_PREFIX\)(\S+)\)", r"{conda}\1",
+                      block.replace("\\\n", " ")).split()
+    assert makefile == list(CANDIDATES)
+
+
+def test_find_jemalloc_order_override_and_off(tmp_path):
+    from vglaw.utils.malloc import find_jemalloc, preloaded
+    lib = tmp_path / "lib" / "libjemalloc.so.2"
+    lib.parent.mkdir()
+    lib.write_bytes(b"\x7fELF")
+    assert find_jemalloc({"CONDA_PREFIX": str(tmp_path)}) == str(lib)  # a conda env's comes first
+    assert find_jemalloc({"VGLAW_JEMALLOC": str(lib)}) == str(lib)
+    assert find_jemalloc({"VGLAW_JEMALLOC": "", "CONDA_PREFIX": str(tmp_path)}) is None  # off
+    with pytest.raises(FileNotFoundError, match="VGLAW_JEMALLOC='/no/such.so' is not a file"):
+        find_jemalloc({"VGLAW_JEMALLOC": "/no/such.so"})
+    assert preloaded({"LD_PRELOAD": str(lib)}) == "jemalloc" and preloaded({}) == "default"
+
+
+def test_make_preloads_jemalloc_where_found_and_not_when_turned_off(tmp_path):
+    import shutil
+    from pathlib import Path
+    if shutil.which("make") is None:
+        pytest.skip("no make")
+    repo = Path(__file__).resolve().parents[1]
+    lib = tmp_path / "libjemalloc.so.2"
+    lib.write_bytes(b"")
+
+    def preload(*args):  # what a recipe's environment holds (make -p: the variable database)
+        out = subprocess.run(["make", "-s", "-p", "-q", "help", *args], cwd=repo, capture_output=True, text=True,
+                             env={k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "VGLAW_JEMALLOC")}).stdout
+        line = [x for x in out.splitlines() if x.startswith("LD_PRELOAD :=")]
+        return line[0].split(":=", 1)[1].strip() if line else ""
+    assert preload(f"VGLAW_JEMALLOC={lib}") == str(lib)
+    assert preload("VGLAW_JEMALLOC=") == ""
