@@ -70,10 +70,13 @@ reproduce: $(STAMP)
 # (make reproduce's reduced grid keeps reports/tables/; the results page shows both, the full one first).
 ABLATION_SEEDS ?= [0, 1, 2]
 ABLATION_EPOCHS ?= 2
+# Grid points trained at a time, each in its own process (the first alone; vglaw.workbook.ablation):
+# on 2 cores two deterministic runs side by side each keep ~93 % of one run's speed (session 11).
+ABLATION_WORKERS ?= 2
 ablation: $(STAMP)
 	$(BIN)/python -m vglaw.workbook run 03_ablations -p law_types '["none", "la", "od1", "od2", "od3", "svd"]' \
 		-p seeds '$(ABLATION_SEEDS)' -p max_epochs $(ABLATION_EPOCHS) -p max_steps 0 -p report_dir reports/ablation \
-		-p run_archive reports/ablation_runs
+		-p run_archive reports/ablation_runs -p workers $(ABLATION_WORKERS)
 
 # Two pytest workers, one test file each at a time (module fixtures stay in one process): most tests
 # are single-threaded (imports, graph compiles, --deterministic runs), so 2 cores run two of them.

@@ -57,6 +57,7 @@ experiment_prefix: str = "ablation"  # run directories are named <prefix>-<law_t
 report_dir: str = ""  # tables/ and figures/ go here; empty: reports/ in the repository
 run_archive: str = ""  # a folder keeping each finished run's record (config, metrics, val predictions; no checkpoints) and reusing it when settings and data match, so a grid can be finished across sessions; make ablation: reports/ablation_runs; empty: none
 n_boot: int = 2000  # bootstrap resamples (seeds, then sentences) behind every 95% CI
+workers: int = 2  # grid points trained at a time, each in its own process (the first alone: it builds the shared cache and backbone); 1: one after another
 smoke: bool = False  # seconds-long runs on 40 small synthetic images
 
 # %%
@@ -93,7 +94,8 @@ out = resolve_path(P.report_dir, reports_dir())
 
 # %%
 archive = resolve_path(P.run_archive, None) if P.run_archive else None
-df = run_ablation(base, P.law_types, P.seeds, prefix=P.experiment_prefix, extra=extra, archive=archive)
+df = run_ablation(base, P.law_types, P.seeds, prefix=P.experiment_prefix, extra=extra, archive=archive,
+                  workers=P.workers)
 display(df[["run", "law_type", "seed", "updates", "prec@0.5", "box_miou", "miou", "wall_s", "run_dir"]])
 
 # %% [markdown]

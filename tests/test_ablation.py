@@ -219,3 +219,58 @@ def test_a_config_from_before_an_added_field_compares_as_its_old_value():
     assert ADDED_FIELDS and all(new[k] == v for k, v in ADDED_FIELDS.items())
     assert changed_fields(old, new) == {}
     assert changed_fields(old, dict(new, lean_kernels=True)) == {"lean_kernels": [False, True]}
+
+
+def _write_run_here(cfg):
+    """A module-level train_fn (workers > 1 sends it to spawned processes): the recorder's files, and
+    the pid that wrote them."""
+    import os
+    d = _recorder([])(cfg)
+    conf = json.loads((d / "config.json").read_text())
+    (d / "config.json").write_text(json.dumps({**conf, "pid": os.getpid()}))
+    return d
+
+
+def _fail_on_la(cfg):
+    from vglaw.train import ConfigError
+    if cfg.law_type == "la":
+        raise ConfigError("la: refused for the test")
+    return _write_run_here(cfg)
+
+
+def test_workers_train_the_rest_in_other_processes_after_the_first_alone(tmp_path):
+    import os
+    base = TrainConfig(preset="tiny", dataset="shapes", save_ckpt_dir=str(tmp_path / "runs"))
+    archive = tmp_path / "archive"
+    df = run_ablation(base, ["none", "la", "svd"], [0], train_fn=_write_run_here, workers=2, archive=archive,
+                      archive_check=_same_seed)
+    assert list(df["law_type"]) == ["none", "la", "svd"]  # grid order, every point finished
+    pids = [json.loads((tmp_path / "runs" / r / "config.json").read_text())["pid"] for r in df["run"]]
+    assert pids[0] == os.getpid()  # the first alone, here: it builds the cache and the backbone
+    assert os.getpid() not in pids[1:]  # the rest in worker processes
+    assert sorted(p.name for p in archive.iterdir()) == sorted(df["run"])  # each archived as it finished
+    again = run_ablation(base, ["none", "la", "svd"], [0], train_fn=_fail_on_la, workers=2)
+    assert list(again["run"]) == list(df["run"])  # all reused: nothing trained, nothing failed
+
+
+def test_a_failed_point_lets_the_others_finish_then_raises_its_error(tmp_path):
+    from vglaw.train import ConfigError
+    base = TrainConfig(preset="tiny", dataset="shapes", save_ckpt_dir=str(tmp_path))
+    with pytest.raises(ConfigError, match="la: refused for the test"):
+        run_ablation(base, ["none", "la", "svd", "od1"], [0], train_fn=_fail_on_la, workers=2)
+    done = sorted(json.loads((d / "config.json").read_text())["train"]["law_type"] for d in tmp_path.iterdir())
+    assert done == ["none", "od1", "svd"]
+
+
+@pytest.mark.parametrize("workers", [0, -1, 1.5, True, "2"])
+def test_bad_workers_are_refused(tmp_path, workers):
+    base = TrainConfig(preset="tiny", dataset="shapes", save_ckpt_dir=str(tmp_path))
+    with pytest.raises(ValueError, match="workers must be an integer >= 1"):
+        run_ablation(base, ["none"], [0], train_fn=_write_run_here, workers=workers)
+
+
+def test_workers_need_a_train_fn_other_processes_can_import(tmp_path):
+    base = TrainConfig(preset="tiny", dataset="shapes", save_ckpt_dir=str(tmp_path))
+    with pytest.raises(ValueError, match="module-level function"):
+        run_ablation(base, ["none", "svd"], [0], train_fn=_recorder([]), workers=2)
+    assert not list(tmp_path.iterdir())  # refused before anything trained

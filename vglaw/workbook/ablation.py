@@ -131,7 +131,7 @@ def _archived(record: Path, cfg, check) -> bool:
 
 def run_ablation(base, law_types: Iterable[str], seeds: Iterable[int], *, prefix: str = "ablation",
                  extra: dict[str, Sequence[Any]] | None = None, train_fn=None,
-                 archive: str | Path | None = None, archive_check=None) -> pd.DataFrame:
+                 archive: str | Path | None = None, archive_check=None, workers: int = 1) -> pd.DataFrame:
     """Train every missing grid point from the TrainConfig `base`; return the scanned results.
 
     `train_fn(cfg) -> run_dir` defaults to `vglaw.workbook.runs.train_or_reuse`, which also resumes an
@@ -140,7 +140,15 @@ def run_ablation(base, law_types: Iterable[str], seeds: Iterable[int], *, prefix
     made with the same settings and data (`archive_check(cfg, record_config) -> differences`, default
     `vglaw.workbook.runs.archived_run_differences`) is read from the archive instead of trained: with the
     tiny recipe's deterministic runs, retraining it would give the same numbers.
+
+    `workers` > 1 trains that many points at a time, each in its own process (`spawn`; `train_fn` must
+    then be a module-level function). The first point to train runs alone: it builds what every run
+    shares (the data cache, the pretrained backbone), which concurrent runs would otherwise race to
+    build. Deterministic runs (the tiny recipe's `--deterministic`) give the same numbers either way.
+    A failed point does not stop the others: the first failure is raised once all have ended.
     """
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be an integer >= 1 (training processes at a time), got {workers!r}")
     if train_fn is None:
         from vglaw.workbook.runs import train_or_reuse as train_fn
     if archive_check is None:
@@ -150,21 +158,30 @@ def run_ablation(base, law_types: Iterable[str], seeds: Iterable[int], *, prefix
     archive = None if archive is None else Path(archive)
     points = grid(list(law_types), list(seeds), extra)
     sources: dict[str, Path] = {}  # run name -> the folder its record is read from
+    to_train: list[tuple[int, str, Any]] = []
+
+    def finished(name: str) -> None:
+        if archive is not None and load_run(runs_dir / name) is not None:
+            archive_run(runs_dir / name, archive)
+
     for i, point in enumerate(points, 1):
         name = experiment_name(prefix, point, base_dict)
         cfg = _point_config(base, name, point)
         sources[name] = runs_dir / name
         if load_run(runs_dir / name) is not None:
             log.info("[%d/%d] %s: finished run found, reused", i, len(points), name)
+            finished(name)
         elif archive is not None and _archived(archive / name, cfg, archive_check):
             log.info("[%d/%d] %s: archived run found in %s, reused", i, len(points), name, archive)
             sources[name] = archive / name
-            continue
-        else:
+        elif workers == 1:
             log.info("[%d/%d] %s: training", i, len(points), name)
             train_fn(cfg)
-        if archive is not None and load_run(runs_dir / name) is not None:
-            archive_run(runs_dir / name, archive)
+            finished(name)
+        else:
+            to_train.append((i, name, cfg))
+    if to_train:
+        _train_in_parallel(to_train, len(points), train_fn, workers, finished)
     roots = {runs_dir} | ({archive} if archive is not None else set())
     scanned = [scan_runs(root) for root in sorted(roots)]
     df = pd.concat([frame.loc[np.array([sources.get(r) == root / r for r in frame["run"]], dtype=bool)]
@@ -175,6 +192,48 @@ def run_ablation(base, law_types: Iterable[str], seeds: Iterable[int], *, prefix
     df["run_dir"] = [str(sources[name]) for name in df["run"]]
     df["updates"] = [_updates(sources[name]) for name in df["run"]]
     return df
+
+
+def _train_in_parallel(to_train: list, n_points: int, train_fn, workers: int, finished) -> None:
+    """The first point alone, then the rest `workers` at a time in spawned processes."""
+    import concurrent.futures as cf
+    import multiprocessing
+    import pickle
+    import time
+
+    try:
+        pickle.dumps(train_fn)
+    except (pickle.PicklingError, AttributeError, TypeError) as e:
+        raise ValueError(f"workers > 1 runs train_fn in other processes, so it must be a module-level "
+                         f"function; {train_fn!r} cannot be sent there ({e})") from None
+    (i, name, cfg), rest = to_train[0], to_train[1:]
+    log.info("[%d/%d] %s: training (alone: it builds what the others share)", i, n_points, name)
+    train_fn(cfg)
+    finished(name)
+    if not rest:
+        return
+    failures = []
+    ctx = multiprocessing.get_context("spawn")  # no fork of a process that may hold MindSpore's threads
+    with cf.ProcessPoolExecutor(max_workers=min(workers, len(rest)), mp_context=ctx) as pool:
+        started = {}
+        for i, name, cfg in rest:
+            started[pool.submit(train_fn, cfg)] = (i, name, time.time())
+        log.info("training %d more points, %d at a time: %s", len(rest), min(workers, len(rest)),
+                 ", ".join(name for _, name, _ in rest))
+        for fut in cf.as_completed(started):
+            i, name, t0 = started[fut]
+            try:
+                fut.result()
+            except Exception as e:  # noqa: BLE001 - reported below, after the other points have ended
+                log.error("[%d/%d] %s: failed: %s", i, n_points, name, e)
+                failures.append((name, e))
+                continue
+            log.info("[%d/%d] %s: finished (%.0f s since it was queued)", i, n_points, name, time.time() - t0)
+            finished(name)
+    if failures:
+        log.error("%d of %d ablation runs failed: %s; the first one's error follows", len(failures),
+                  len(rest) + 1, ", ".join(name for name, _ in failures))
+        raise failures[0][1]
 
 
 def _updates(run_dir: Path) -> int | None:
