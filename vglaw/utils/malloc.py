@@ -2,7 +2,7 @@
 
 MindSpore's graph compile allocates and frees millions of small IR nodes; with glibc's malloc that
 is ~17 % of a compile's CPU samples (`perf`, the tests' model). Preloaded jemalloc compiles the same
-graph ~25 % faster and computes the same numbers (`python benchmarks/bench_compile.py --malloc
+graphs in 0.77-0.83x the time and computes the same numbers (`python benchmarks/bench_compile.py --malloc
 both`; README, "Faster graph compiles"). It must be preloaded: a process cannot change its
 allocator once it runs, so the Makefile exports `LD_PRELOAD` for what it starts.
 
@@ -47,8 +47,3 @@ def find_jemalloc(environ: dict | None = None) -> str | None:
             return path
     return None
 
-
-def preloaded(environ: dict | None = None) -> str:
-    """'jemalloc' when LD_PRELOAD names it, else 'default' (the C library's malloc)."""
-    env = os.environ if environ is None else environ
-    return "jemalloc" if "jemalloc" in env.get("LD_PRELOAD", "") else "default"
