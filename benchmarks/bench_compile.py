@@ -88,11 +88,8 @@ def main(argv=None) -> None:
     mallocs = ["glibc", "jemalloc"] if args.malloc == "both" else [args.malloc]
     opts = ["group"] if args.malloc == "both" else ["mindspore", "group"]
     if "jemalloc" in mallocs:
-        from vglaw.utils.malloc import find_jemalloc
-        lib = find_jemalloc()
-        if lib is None:
-            raise SystemExit("--malloc jemalloc: no jemalloc found (apt install libjemalloc2, "
-                             "conda install -c conda-forge jemalloc, or set VGLAW_JEMALLOC=/path/to/libjemalloc.so.2)")
+        from vglaw.utils.malloc import require_jemalloc
+        lib = require_jemalloc()
     rows = []
     for model in args.models:
         for rep in range(args.repeats):

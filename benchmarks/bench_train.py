@@ -107,11 +107,8 @@ def host_blocking_ab(a, over: dict) -> None:
 
 def malloc_ab(a, over: dict) -> None:
     """glibc's malloc vs preloaded jemalloc for the GRAPH step (vglaw.utils.malloc)."""
-    from vglaw.utils.malloc import find_jemalloc
-    lib = find_jemalloc()
-    if lib is None:
-        raise SystemExit("--malloc both: no jemalloc found (apt install libjemalloc2, or set VGLAW_JEMALLOC)")
-    env_ab(a, over, "LD_PRELOAD", {"glibc malloc": None, "jemalloc": lib})
+    from vglaw.utils.malloc import require_jemalloc
+    env_ab(a, over, "LD_PRELOAD", {"glibc malloc": None, "jemalloc": require_jemalloc()})
 
 
 def main() -> None:

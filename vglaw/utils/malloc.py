@@ -47,3 +47,11 @@ def find_jemalloc(environ: dict | None = None) -> str | None:
             return path
     return None
 
+
+def require_jemalloc() -> str:
+    """`find_jemalloc()`, or SystemExit saying how to install one (the benchmarks' `--malloc`)."""
+    lib = find_jemalloc()
+    if lib is None:
+        raise SystemExit("no jemalloc found: apt install libjemalloc2, conda install -c conda-forge jemalloc, "
+                         "or set VGLAW_JEMALLOC=/path/to/libjemalloc.so.2")
+    return lib
