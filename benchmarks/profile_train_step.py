@@ -56,6 +56,9 @@ def main() -> None:
     p.add_argument("--profile_steps", type=int, default=3)
     p.add_argument("--top", type=int, default=20, help="op types printed")
     p.add_argument("--model_overrides", default="{}", help="JSON dict of ModelConfig overrides")
+    p.add_argument("--op_threads", type=int, default=0,
+                   help="CPU kernel threads (0: MindSpore's default; 1: what --deterministic runs)")
+    p.add_argument("--keep_profile", default=None, help="keep the profiler's output in this folder")
     a = p.parse_args()
 
     import mindspore as ms
@@ -65,6 +68,8 @@ def main() -> None:
     from vglaw.train.optim import Schedule, build_optimizer
 
     ms.set_context(mode=ms.GRAPH_MODE)
+    if a.op_threads:
+        ms.device_context.cpu.op_tuning.threads_num(a.op_threads)
     ms.set_seed(0)
     model = build_model(a.preset, a.law_type, **json.loads(a.model_overrides))
     for name, prm in model.parameters_and_names():
@@ -105,6 +110,7 @@ def main() -> None:
         stages[name] = _median_s(run, a.steps)
 
     with tempfile.TemporaryDirectory() as tmp:
+        tmp = a.keep_profile or tmp
         prof = Profiler(output_path=tmp)
         for _ in range(a.profile_steps):
             run()  # the full step, the last `run` defined above
@@ -113,7 +119,7 @@ def main() -> None:
         table = op_table(Path(tmp), a.profile_steps)
 
     b = a.batch_size
-    print(f"preset {a.preset}, law {a.law_type}, batch {b}, GRAPH, load {os.getloadavg()[0]:.2f}, "
+    print(f"preset {a.preset}, law {a.law_type}, batch {b}, GRAPH, op threads {a.op_threads or 'default'}, load {os.getloadavg()[0]:.2f}, "
           f"{os.cpu_count()} CPUs")
     print(f"{'stage':<28} {'compile+first s':>15} {'median ms':>10} {'samples/s':>10}")
     for name, (first, med) in stages.items():

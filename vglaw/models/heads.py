@@ -197,8 +197,8 @@ class RESHead(nn.Cell):
         x = self.up1(fmap.transpose(0, 2, 3, 1))  # (B, 2g, 2g, hid) NHWC
         x = self.act(self.norm(x))  # LayerNorm over channels
         # up2 folded with the dot product: kernel_b = sum_o W2[:, o, :, :] c_o -> (B, hid, 4)
-        w2 = self.up2.weight.transpose(0, 2, 3, 1).reshape(1, self.hidden * 4, self.text_dim)
-        k = ops.matmul(w2, cls.expand_dims(2)).reshape(b, self.hidden, 4)  # (B, hid, 4)
+        w2 = self.up2.weight.transpose(0, 2, 3, 1).reshape(self.hidden * 4, self.text_dim)
+        k = ops.matmul(cls, w2.T).reshape(b, self.hidden, 4)  # (B, hid, 4), no (B, hid*4, D) broadcast of W2
         bias = (self.up2.bias * cls).sum(-1).reshape(b, 1, 1)  # (B, 1, 1)
         y = ops.bmm(x.reshape(b, 4 * g * g, self.hidden), k) + bias  # (B, 2g*2g, 4)
         return y.reshape(b, 2 * g, 2 * g, 2, 2).transpose(0, 1, 3, 2, 4).reshape(b, 4 * g, 4 * g)

@@ -22,9 +22,22 @@ from __future__ import annotations
 
 from mindspore import Tensor, mint, nn, ops
 
-__all__ = ["Gelu", "expand", "relayout"]
+__all__ = ["Gelu", "expand", "linear", "relayout"]
 
 _INV_SQRT2 = 0.7071067811865476
+
+
+def linear(x: Tensor, w: Tensor) -> Tensor:
+    """`x @ w` for x (..., n) and a 2-D w (n, m), as one 2-D MatMul over the flattened rows.
+
+    The same sums as `ops.matmul(x, w)`, but MindSpore expands an N-D x 2-D `ops.matmul` into a
+    BroadcastTo of `w` to (..., n, m) and a BatchMatMul, and its gradient into a batched product and a
+    ReduceSum over the broadcast copies: on CPU the tiny train step spent ~10 % of its time there
+    (issue 10; `benchmarks/profile_train_step.py`). `nn.Dense` flattens the same way.
+    """
+    if x.ndim == 2:
+        return ops.matmul(x, w)
+    return ops.matmul(x.reshape(-1, x.shape[-1]), w).reshape(x.shape[:-1] + (w.shape[-1],))
 
 
 def relayout(x: Tensor, axes: tuple, lean: bool) -> Tensor:
