@@ -71,3 +71,29 @@ def test_lean_gelu_is_the_exact_gelu():
     from math import erf, sqrt
     want = np.array([v * 0.5 * (1.0 + erf(v / sqrt(2.0))) for v in x.asnumpy().astype(np.float64)])
     np.testing.assert_allclose(lean, want, rtol=1e-6, atol=1e-7)  # GELU itself, not just the kernel's twin
+
+
+def test_linear_is_the_broadcast_matmul_bit_for_bit():
+    """`linear` (one 2-D MatMul over flattened rows; issue 10: ~13 % of the tiny step) gives the bits
+    of `ops.matmul`'s broadcast BatchMatMul, values and both gradients, for 2-, 3- and 4-D inputs."""
+    from mindspore import ops
+    from vglaw.models.layers import linear
+    ms.set_context(mode=ms.GRAPH_MODE)
+    rng = np.random.default_rng(0)
+    w = Tensor(rng.standard_normal((24, 40)).astype(np.float32))
+    for shape in ((7, 24), (3, 7, 24), (2, 5, 3, 24)):
+        x = Tensor(rng.standard_normal(shape).astype(np.float32))
+        up = Tensor(rng.standard_normal(shape[:-1] + (40,)).astype(np.float32))
+
+        def plain(a, b):
+            return (ops.matmul(a, b) * up).sum()
+
+        def flat(a, b):
+            return (linear(a, b) * up).sum()
+
+        want = ms.jit(ms.value_and_grad(plain, (0, 1)))(x, w)
+        got = ms.jit(ms.value_and_grad(flat, (0, 1)))(x, w)
+        assert linear(x, w).shape == shape[:-1] + (40,)
+        np.testing.assert_array_equal(linear(x, w).asnumpy(), ops.matmul(x, w).asnumpy())
+        for a, b in zip((want[0], *want[1]), (got[0], *got[1])):
+            np.testing.assert_array_equal(a.asnumpy(), b.asnumpy())
