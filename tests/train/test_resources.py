@@ -42,3 +42,11 @@ def test_cli_refuses_a_run_that_cannot_fit_in_one_line(tiny_data, tmp_path):
     errors = [line for line in r.stderr.splitlines() if "error:" in line]
     assert len(errors) == 1 and "needs about 518.0 GB on CPU" in errors[0] and "--force" in errors[0]
     assert "Traceback" not in r.stderr and not (tmp_path / "big").exists()
+
+
+def test_the_estimate_never_reads_zero_seconds(caplog):
+    from vglaw.train.resources import check_resources
+    with caplog.at_level(logging.INFO, logger="vglaw"):
+        check_resources("tiny", 8, 128, 1, "CPU", available_gb=20.0)  # 0.48 s: once printed "about 0 s"
+        check_resources("paper", 1, 448, 256, "CPU", force=True, available_gb=20.0)
+    assert "about 0.5 s per update" in caplog.text and "about 1920 s per update" in caplog.text

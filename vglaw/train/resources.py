@@ -48,6 +48,11 @@ def estimate(preset: str, batch_size: int, img_size: int, accum_steps: int) -> d
             "s_per_update": round(per_step * accum_steps, 1), "compile_s": m["compile_s"]}
 
 
+def _seconds(v: float) -> str:
+    """1920 -> "1920", 0.48 -> "0.5" (not "0": a tiny step at batch 8 printed "about 0 s per update")."""
+    return f"{v:.0f}" if v >= 10 else f"{v:.1f}"
+
+
 def available_memory_gb() -> float | None:
     """MemAvailable of /proc/meminfo (Linux), None elsewhere."""
     try:
@@ -75,9 +80,9 @@ def check_resources(preset: str, batch_size: int, img_size: int, accum_steps: in
         return est
     cores = os.cpu_count() or 1
     log.info("resource estimate (%s, batch %d, %d px, CPU): peak about %.1f GB of %s GB free; about "
-             "%.0f s per update (measured on 2 cores; %d here) after a %.0f s first-step compilation",
+             "%s s per update (measured on 2 cores; %d here) after a %.0f s first-step compilation",
              preset, batch_size, img_size, est["peak_gb"],
-             "?" if available_gb is None else f"{available_gb:.1f}", est["s_per_update"], cores,
+             "?" if available_gb is None else f"{available_gb:.1f}", _seconds(est["s_per_update"]), cores,
              est["compile_s"])
     if preset == "paper":
         log.warning("the paper preset on CPU: expect about %.0f s per update (%.1f h per 100 updates); "
