@@ -188,9 +188,12 @@ def test_archived_record_matches_another_copy_of_the_data_on_content(tmp_path):
 
 def test_make_ablation_names_reach_the_archived_records():
     """The archived runs (reports/ablation_runs) are found only under the names `make ablation`
-    gives its grid points; a new TrainConfig field must not rename them (ADDED_FIELDS)."""
+    gives its grid points at the settings they were made with; a new TrainConfig field must not
+    rename them (ADDED_FIELDS). The archived grid was trained at the tiny recipe's LR before session
+    13 (lr_visual = lr_base = 1e-3); at today's recipe `make ablation` names, and trains, new points."""
     import re
     from types import SimpleNamespace
+    from vglaw.train.config import RECIPES
     from vglaw.workbook.params import _declared_from_percent_script
     from vglaw.workbook.runs import notebook_train_config
 
@@ -202,11 +205,18 @@ def test_make_ablation_names_reach_the_archived_records():
     base = notebook_train_config(P, max_steps=P.max_steps or None, eval_splits=("val",), progress=False,
                                  smoke_overrides=dict(synthetic_images=40, max_steps=4, max_epochs=1,
                                                       log_freq=1, pretrain_updates=2))
-    records = sorted(p.name for p in (repo_root() / "reports" / "ablation_runs").glob("ablation-*"))
+    records = sorted((repo_root() / "reports" / "ablation_runs").glob("ablation-*"))
     assert records
-    for name in records:
-        law, seed = re.match(r"ablation-(\w+)-s(\d+)-", name).groups()
-        assert experiment_name("ablation", {"law_type": law, "seed": int(seed)}, dataclasses.asdict(base)) == name
+    lr_keys = ("lr_visual", "lr_base", "lr_lang")
+    for record in records:
+        law, seed = re.match(r"ablation-(\w+)-s(\d+)-", record.name).groups()
+        stored = json.loads((record / "config.json").read_text())
+        made = {k: stored["train"][k] for k in lr_keys}
+        then = dataclasses.replace(base, **made)
+        assert experiment_name("ablation", {"law_type": law, "seed": int(seed)}, dataclasses.asdict(then)) == record.name
+        now = experiment_name("ablation", {"law_type": law, "seed": int(seed)}, dataclasses.asdict(base))
+        if any(made[k] != RECIPES["tiny"][k] for k in lr_keys):  # another recipe: another name, retrained
+            assert now != record.name
 
 
 def test_a_config_from_before_an_added_field_compares_as_its_old_value():

@@ -50,7 +50,7 @@ def test_reuse_refuse_resume_and_changed_image(tiny_data, tmp_path):
     assert (run / "metrics.json").stat().st_mtime_ns == stamp  # nothing retrained or rewritten
 
     other = _call(dict(args, lr_base=5e-4))
-    assert other.returncode != 0 and "lr_base: 0.001 -> 0.0005" in other.stderr
+    assert other.returncode != 0 and "lr_base: 0.004 -> 0.0005" in other.stderr
 
     status = json.loads((run / "status.json").read_text())
     (run / "status.json").write_text(json.dumps(dict(status, state="running")))  # as if killed
