@@ -159,9 +159,10 @@ RECIPES: dict[str, dict] = {
     # Session 13: the from-scratch ViT, LAW and heads at 4e-3 (was 1e-3). Measured (issue 8; shapes,
     # svd, --use_mask --translate, 2-core AVX-512 CPU), val prec@0.5 / box mIoU / mask mIoU:
     #   the workbook's 700 cosine updates: 1e-3 seed 0 0.498/0.438/0.687, seed 1 0.574/0.475/0.713;
-    #   4e-3 seed 0 0.698/0.544/0.725, seed 1 0.705/0.538/0.725 (seed 1 paired over the 305 val
-    #   sentences: prec@0.5 +0.131, 95 % CI +0.088 to +0.174; box mIoU +0.063, +0.043 to +0.084;
-    #   mask mIoU +0.012, -0.007 to +0.031: noise);
+    #   4e-3 seed 0 0.698/0.544/0.725, seed 1 0.705/0.538/0.725. Paired over the 305 val sentences,
+    #   4e-3 - 1e-3 (95 % CI): seed 0 prec@0.5 +0.200 (+0.148, +0.249), box mIoU +0.106 (+0.086,
+    #   +0.128), mask mIoU +0.037 (+0.016, +0.058); seed 1 +0.131 (+0.088, +0.174), +0.063 (+0.043,
+    #   +0.084), +0.012 (-0.007, +0.031: noise);
     #   this recipe's step schedule (constant after warmup): 0.5 reached at update 350 with 4e-3
     #   (seeds 0 and 1), at 700 with 1e-3; 2e-3 0.603 at 700; but 4e-3 levels off at 0.71-0.73
     #   from update 875 to 2,100 (1e-3: 0.675 at 1,400, still rising): a constant 4e-3 needs decay.
