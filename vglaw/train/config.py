@@ -163,6 +163,8 @@ RECIPES: dict[str, dict] = {
     #   4e-3 - 1e-3 (95 % CI): seed 0 prec@0.5 +0.200 (+0.148, +0.249), box mIoU +0.106 (+0.086,
     #   +0.128), mask mIoU +0.037 (+0.016, +0.058); seed 1 +0.131 (+0.088, +0.174), +0.063 (+0.043,
     #   +0.084), +0.012 (-0.007, +0.031: noise);
+    #   4e-3 seed 2 0.662/0.521/0.719; 6e-3 seed 0 0.679/0.526/0.711 (no gain); 8e-3 seeds 0 and 1
+    #   collapse to the mean box (prec@0.5 0.02 through update 525): 4e-3 is a factor 2 below that edge;
     #   this recipe's step schedule (constant after warmup): 0.5 reached at update 350 with 4e-3
     #   (seeds 0 and 1), at 700 with 1e-3; 2e-3 0.603 at 700; but 4e-3 levels off at 0.71-0.73
     #   from update 875 to 2,100 (1e-3: 0.675 at 1,400, still rising): a constant 4e-3 needs decay.
