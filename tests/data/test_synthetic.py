@@ -138,3 +138,25 @@ def test_rle_variant_reads_like_refclef(tmp_path):
     img = ds.load_image(0).astype(int)
     assert (img[s["mask"] > 0].max(axis=1) - img[s["mask"] > 0].min(axis=1)).mean() > 80
     assert len(RefDataset(tmp_path / "cache", "shapes_rle", "berkeley", "test")) > 0
+
+
+def test_expression_kind_reads_every_generated_sentence(shapes_root):
+    """`expression_kind` (the miss analysis's per-kind rows) names the kind the generator wrote,
+    checked against this file's own parser, for every sentence of a generated set."""
+    from vglaw.data.synthetic import EXPRESSION_KINDS, expression_kind
+
+    inst, scenes, _ = _scene(shapes_root / "shapes")
+    seen = set()
+    for r in safe_load(shapes_root / "shapes" / "refs(unc).p"):
+        objs = [scenes[r["image_id"]][i] for i in sorted(scenes[r["image_id"]])]
+        for s in r["sentences"]:
+            kind = expression_kind(s["sent"])
+            desc = _parse(s["sent"], objs)
+            expected = desc.get("kind") or ("base" if "colour" in desc and "shape" in desc
+                                             else "colour" if "colour" in desc else "shape")
+            assert kind == expected, s["sent"]
+            seen.add(kind)
+    assert len(seen) >= 4 and seen <= set(EXPRESSION_KINDS)
+    assert expression_kind("The  RED circle") == "base"  # case and spacing as a user types them
+    assert expression_kind("the man on the left") is None  # a real dataset's sentence
+    assert expression_kind("the red circle left of the") is None  # templates match whole sentences

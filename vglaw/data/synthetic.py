@@ -29,6 +29,7 @@ import logging
 import math
 import os
 import pickle
+import re
 import time
 from pathlib import Path
 
@@ -38,7 +39,8 @@ from pycocotools import mask as mask_utils
 
 from vglaw.data.refer import IMAGE_DIRS
 
-__all__ = ["COLOURS", "SHAPES", "generate_shapes", "ensure_shapes", "DEFAULT_N_IMAGES"]
+__all__ = ["COLOURS", "SHAPES", "EXPRESSION_KINDS", "generate_shapes", "ensure_shapes", "expression_kind",
+           "DEFAULT_N_IMAGES"]
 
 log = logging.getLogger("vglaw")
 
@@ -65,6 +67,30 @@ _TEMPLATES = {
     "above": ["the {c} {s} above the {rc} {rs}", "the {c} {s} over the {rc} {rs}"],
     "below": ["the {c} {s} below the {rc} {rs}", "the {c} {s} under the {rc} {rs}"],
 }
+EXPRESSION_KINDS = tuple(_TEMPLATES)
+
+
+def _template_pattern(template: str) -> re.Pattern:
+    colours, shapes = "|".join(COLOURS), "|".join(SHAPES)
+    fill = {"c": f"(?:{colours})", "s": f"(?:{shapes})", "rc": f"(?:{colours})", "rs": f"(?:{shapes})"}
+    parts = re.split(r"\{(\w+)\}", template)  # literal, name, literal, name, ...
+    return re.compile("".join(re.escape(t) if i % 2 == 0 else fill[t] for i, t in enumerate(parts)) + r"\Z")
+
+
+_KIND_PATTERNS = [(kind, _template_pattern(t)) for kind, ts in _TEMPLATES.items() for t in ts]
+
+
+def expression_kind(sentence: str) -> str | None:
+    """Which description kind of the generator wrote `sentence` (one of EXPRESSION_KINDS: "base",
+    "colour", "shape", "big", ..., "below"); None for a sentence no template of this generator
+    writes (e.g. a real dataset's)."""
+    text = " ".join(sentence.lower().split())
+    for kind, pattern in _KIND_PATTERNS:
+        if pattern.match(text):
+            return kind
+    return None
+
+
 _SIZE_RATIO = 1.6   # "big"/"small": area at least this factor apart from every look-alike
 _POS_MARGIN = 0.08  # "left"/"top": centre at least this fraction of the image apart
 

@@ -1,0 +1,128 @@
+"""Where a run's REC misses come from: the wrong object, or a loose box on the right one.
+
+    python benchmarks/miss_analysis.py --predictions runs/train-shapes-tiny-svd/predictions_val.json \
+        [--dataset shapes --split_by unc] [--data_root data]
+
+Each sentence's predicted box is matched to the image's annotated objects (highest IoU) and put in
+one of four classes: `hit` (IoU with the referred object >= 0.5), `loose` (the best-matching object
+is the referred one, IoU < 0.5), `other` (the best match is another object), `none` (no object
+overlaps the box). One row per expression kind of the synthetic generator (`vglaw.data.synthetic.
+expression_kind`; "all" only, for a real dataset), then the same sentences scored with the box of
+the predicted mask (predictions written with masks) instead of the REC head's box: a diagnosis of
+the two heads, not a metric of the model (the REC box is what Prec@0.5 scores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+CLASSES = ("hit", "loose", "other", "none")
+
+
+def box_iou(a, b) -> float:
+    """IoU of two (x, y, w, h) boxes."""
+    iw = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
+    ih = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
+    inter = max(0.0, iw) * max(0.0, ih)
+    union = a[2] * a[3] + b[2] * b[3] - inter
+    return inter / union if union > 0 else 0.0
+
+
+def classify(pred_box, target_id: int, objects: dict[int, list]) -> tuple[str, float]:
+    """(class, IoU with the referred object) of one predicted box; objects: ann_id -> (x, y, w, h)."""
+    iou_target = box_iou(pred_box, objects[target_id])
+    if iou_target >= 0.5:
+        return "hit", iou_target
+    best_id, best = max(((i, box_iou(pred_box, b)) for i, b in objects.items()), key=lambda t: t[1])
+    if best <= 0.0:
+        return "none", iou_target
+    return ("loose" if best_id == target_id else "other"), iou_target
+
+
+def mask_box(rle: dict) -> list[float] | None:
+    """(x, y, w, h) of a predicted mask (COCO RLE); None when it is empty."""
+    from pycocotools import mask as mask_utils
+
+    counts = rle["counts"]
+    rle = dict(rle, counts=counts.encode() if isinstance(counts, str) else counts)
+    if mask_utils.area(rle) == 0:
+        return None
+    return [float(v) for v in mask_utils.toBbox(rle)]
+
+
+def analyse(predictions: list[dict], dataset: str, split_by: str, data_root) -> dict:
+    """{"kinds": {kind: {n, hit, loose, other, none, iou_on_target}}, "mask_box": {...} | None}."""
+    from vglaw.data.refer import read_refer
+    from vglaw.data.synthetic import expression_kind
+
+    samples, _ = read_refer(data_root, dataset, split_by, check_images=False)[:2]
+    by_sent = {s.sent_id: s for s in samples}
+    inst = json.loads(Path(data_root, dataset, "instances.json").read_text())
+    objects: dict[int, dict[int, list]] = defaultdict(dict)
+    for a in inst["annotations"]:
+        objects[a["image_id"]][a["id"]] = a["bbox"]
+    rows: dict[str, dict] = defaultdict(lambda: dict({c: 0 for c in CLASSES}, n=0, target_ious=[]))
+    mask_ious = []
+    for p in predictions:
+        s = by_sent.get(p["sent_id"])
+        if s is None:
+            raise SystemExit(f"sent_id {p['sent_id']} is not in {dataset}({split_by}): wrong --dataset?")
+        cls, iou_t = classify(p["pred_box"], s.ann_id, objects[s.image_id])
+        for kind in {expression_kind(s.phrase) or "other kinds", "all"}:
+            r = rows[kind]
+            r["n"] += 1
+            r[cls] += 1
+            if cls in ("hit", "loose"):
+                r["target_ious"].append(iou_t)
+        if p.get("pred_mask"):
+            mb = mask_box(p["pred_mask"])
+            mask_ious.append(0.0 if mb is None else box_iou(mb, objects[s.image_id][s.ann_id]))
+    kinds = {}
+    for kind, r in rows.items():
+        ious = r.pop("target_ious")
+        kinds[kind] = dict(r, iou_on_target=float(np.mean(ious)) if ious else None)
+    head = np.array([p["box_iou"] for p in predictions])
+    mask = None
+    if len(mask_ious) == len(predictions):
+        m = np.array(mask_ious)
+        mask = {"prec@0.5": float((m >= 0.5).mean()), "box_miou": float(m.mean()),
+                "head_prec@0.5": float((head >= 0.5).mean()), "head_box_miou": float(head.mean())}
+    return {"kinds": kinds, "mask_box": mask}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--predictions", required=True, type=Path, help="a run's predictions_<split>.json")
+    ap.add_argument("--dataset", default="shapes")
+    ap.add_argument("--split_by", default="unc")
+    ap.add_argument("--data_root", type=Path, default=None, help="default: vglaw.utils.paths.default_data_root()")
+    a = ap.parse_args(argv)
+    from vglaw.utils.paths import default_data_root
+
+    res = analyse(json.loads(a.predictions.read_text()), a.dataset, a.split_by, a.data_root or default_data_root())
+    print(f"{a.predictions} ({a.dataset}, {a.split_by}); shares of each kind's sentences, %")
+    print("| kind | n | hit | loose box on the referred object | another object | no object "
+          "| referred object found | its mean box IoU |")
+    print("|---|---|---|---|---|---|---|---|")
+    order = sorted(res["kinds"], key=lambda k: (k == "all", -res["kinds"][k]["n"]))
+    for kind in order:
+        r = res["kinds"][kind]
+        pct = {c: 100 * r[c] / r["n"] for c in CLASSES}
+        iou = "-" if r["iou_on_target"] is None else f"{r['iou_on_target']:.3f}"
+        print(f"| {kind} | {r['n']} | {pct['hit']:.1f} | {pct['loose']:.1f} | {pct['other']:.1f} | "
+              f"{pct['none']:.1f} | {pct['hit'] + pct['loose']:.1f} | {iou} |")
+    m = res["mask_box"]
+    if m:
+        print(f"\nbox of the predicted mask instead of the REC box: Prec@0.5 {100 * m['prec@0.5']:.1f} "
+              f"(REC head {100 * m['head_prec@0.5']:.1f}), box mIoU {100 * m['box_miou']:.1f} "
+              f"(REC head {100 * m['head_box_miou']:.1f})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
