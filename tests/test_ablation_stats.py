@@ -75,6 +75,9 @@ def test_all_hits_vs_none_all_misses_is_significant(tmp_path):
     text = reading(st)
     assert "svd vs none: +100.0 points box Prec@0.5 [+100.0, +100.0] significant" in text
     assert "mask mIoU" not in text and "so only svd on box Prec@0.5, svd on box mIoU differ" in text
+    # one setting x two metrics: 0.1 false positives expected, two found: more than chance gives
+    assert "of these 2 comparisons about 0.1 would exclude 0 by chance alone at 95%" in text
+    assert text.endswith("2 such results are more than chance would give.")
 
 
 def test_ci_contains_the_mean_and_bootstrap_is_deterministic(tmp_path):
@@ -175,3 +178,21 @@ def test_table_and_plot(tmp_path):
     lines = csv.read_text().splitlines()
     assert lines[0].startswith("law_type,runs,seeds,n_sentences,prec@0.5,prec@0.5_lo") and len(lines) == 4
     assert plot_ablation(st, tmp_path / "abl.png").stat().st_size > 1000
+
+
+def test_reading_counts_the_comparisons_behind_a_lone_significant_result(tmp_path):
+    """15 CIs at 95 %: one that excludes 0 is what chance gives; the reading says so."""
+    rng = np.random.default_rng(1)
+    rows = []
+    for seed in (0, 1, 2):
+        base = 0.4 * rng.random(60)  # every box a miss: only od2's box mIoU moves (+0.05)
+        for lt in ("none", "la", "od1", "od2", "od3", "svd"):
+            iou = base + (0.05 if lt == "od2" else 0.0) + rng.normal(0, 0.002, 60)
+            rows.append(_run(tmp_path, lt, seed, iou, [(int(i * 10), 10) for i in base]))
+    st = ablation_stats(pd.DataFrame(rows), n_boot=300)
+    flagged = st[[f"{m}_significant" for m in ("prec@0.5", "box_miou", "miou")]].to_numpy()
+    assert flagged.sum() == 1 and st.set_index("law_type").loc["od2", "box_miou_significant"]
+    text = reading(st)
+    assert "so only od2 on box mIoU differs from none beyond noise; but of these 15 comparisons about 0.8 " \
+           "would exclude 0 by chance alone at 95% with no real difference, so one such result is not " \
+           "evidence on its own." in text
