@@ -25,12 +25,10 @@ CLASSES = ("hit", "loose", "other", "none")
 
 
 def box_iou(a, b) -> float:
-    """IoU of two (x, y, w, h) boxes."""
-    iw = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
-    ih = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
-    inter = max(0.0, iw) * max(0.0, ih)
-    union = a[2] * a[3] + b[2] * b[3] - inter
-    return inter / union if union > 0 else 0.0
+    """IoU of two (x, y, w, h) boxes (`vglaw.boxes.iou`)."""
+    from vglaw.boxes import iou
+
+    return float(iou(a, b, fmt="xywh"))
 
 
 def classify(pred_box, target_id: int, objects: dict[int, list]) -> tuple[str, float]:
@@ -45,14 +43,13 @@ def classify(pred_box, target_id: int, objects: dict[int, list]) -> tuple[str, f
 
 
 def mask_box(rle: dict) -> list[float] | None:
-    """(x, y, w, h) of a predicted mask (COCO RLE); None when it is empty."""
-    from pycocotools import mask as mask_utils
+    """(x, y, w, h) of a predicted mask (COCO RLE), as pycocotools' toBbox; None when it is empty."""
+    from vglaw.utils.io import rle_to_mask
 
-    counts = rle["counts"]
-    rle = dict(rle, counts=counts.encode() if isinstance(counts, str) else counts)
-    if mask_utils.area(rle) == 0:
+    ys, xs = np.nonzero(rle_to_mask(rle))
+    if xs.size == 0:
         return None
-    return [float(v) for v in mask_utils.toBbox(rle)]
+    return [float(xs.min()), float(ys.min()), float(xs.max() - xs.min() + 1), float(ys.max() - ys.min() + 1)]
 
 
 def analyse(predictions: list[dict], dataset: str, split_by: str, data_root) -> dict:

@@ -462,7 +462,7 @@ def reading(stats: pd.DataFrame) -> str:
     verdict = ("so only " + ", ".join(significant) + " differ" + ("s" if len(significant) == 1 else "")
                + f" from {reference} beyond noise" if significant else
                f"so no difference from {reference} is beyond noise")
-    n_tests = sum(1 for _ in range(len(others)) for _ in metrics)
+    n_tests = len(others) * len(metrics)
     if significant and n_tests > 1:  # many CIs at 95 %: some cross 0 with no real difference at all
         verdict += (f"; but of these {n_tests} comparisons about {n_tests * (1 - level):.1f} would exclude 0 "
                     f"by chance alone at {level:.0%} with no real difference, so "
