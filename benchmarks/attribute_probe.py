@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from collections import defaultdict
 from pathlib import Path
 
@@ -197,7 +198,7 @@ def main(argv=None) -> None:
                         match=model.law_type != "none")
     what = args.checkpoint or args.backbone or f"random {args.preset} {args.random}"
     print(f"# Linear probe of the backbone tokens per object: {what}")
-    print(f"`python benchmarks/attribute_probe.py {' '.join(argv if argv is not None else __import__('sys').argv[1:])}`\n")
+    print(f"`python benchmarks/attribute_probe.py {' '.join(sys.argv[1:] if argv is None else argv)}`\n")
     print("| attribute | val objects | classes | val acc | train acc | chance |")
     print("|---|---|---|---|---|---|")
     for r in table:
