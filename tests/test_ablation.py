@@ -224,11 +224,24 @@ def test_a_config_from_before_an_added_field_compares_as_its_old_value():
     reuse, archive), and another one at True."""
     from vglaw.train.bookkeeping import changed_fields
     from vglaw.train.config import ADDED_FIELDS
-    new = json.loads(json.dumps(dataclasses.asdict(TrainConfig(preset="tiny"))))
+    new = json.loads(json.dumps(dataclasses.asdict(TrainConfig(preset="tiny", box_source="head"))))
     old = {k: v for k, v in new.items() if k not in ADDED_FIELDS}
     assert ADDED_FIELDS and all(new[k] == v for k, v in ADDED_FIELDS.items())
     assert changed_fields(old, new) == {}
     assert changed_fields(old, dict(new, lean_kernels=True)) == {"lean_kernels": [False, True]}
+    # box_source (session 16): older runs scored the head's box; the tiny recipe now the mask's
+    assert changed_fields(old, dict(new, box_source="mask")) == {"box_source": ["head", "mask"]}
+
+
+def test_an_added_field_left_to_the_recipe_does_not_rename_a_grid():
+    """A base config that leaves an added field to the recipe (None) keeps the grid's names; one
+    that sets it to another value than older runs used gets new names."""
+    from vglaw.workbook.ablation import _fingerprint
+    base = json.loads(json.dumps(dataclasses.asdict(TrainConfig(preset="tiny"))))
+    before = {k: v for k, v in base.items() if k != "box_source"}
+    assert base["box_source"] is None
+    assert _fingerprint(base) == _fingerprint(before) == _fingerprint(dict(base, box_source="head"))
+    assert _fingerprint(dict(base, box_source="mask")) != _fingerprint(before)
 
 
 def _write_run_here(cfg):

@@ -12,7 +12,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 __all__ = ["ModelConfig", "PRESETS", "LAW_TYPES", "MODES", "DEVICE_TARGETS", "LOSS_WEIGHTS", "POS_RESIZE_RULES",
-           "POS_TABLES", "STEMS", "POS_INITS", "AUTHORS_FIDELITY", "make_model_config", "config_from_dict"]
+           "POS_TABLES", "STEMS", "BOX_SOURCES", "POS_INITS", "AUTHORS_FIDELITY", "make_model_config", "config_from_dict"]
 
 # The choice lists every layer checks against, defined here only (train config, CLIs, notebooks).
 LAW_TYPES = ("none", "la", "od1", "od2", "od3", "svd")  # vglaw.models.law: add a new type there
@@ -22,6 +22,7 @@ DEVICE_TARGETS = ("CPU", "GPU", "Ascend")                 # mindspore.set_device
 LOSS_WEIGHTS = {"loss_l1": "bbox_loss_coef", "loss_giou": "xiou_loss_coef", "loss_focal": "focal_loss_coef",
                 "loss_dice": "dice_loss_coef"}
 TEXT_POOLS = ("cls", "mean")
+BOX_SOURCES = ("head", "mask")  # where the REC box comes from at inference (ModelConfig.box_source)
 POS_RESIZE_RULES = ("torch", "mindspore")  # vglaw.models.resize.bicubic_resize_matrix
 POS_TABLES = ("token", "pretrain")
 STEMS = ("patch", "hmlp")  # vglaw.models.vit: PatchEmbed | HMLPStem
@@ -103,6 +104,11 @@ class ModelConfig:
                                       # (detached) predicted box: MLP([logit, |dx|/w, |dy|/h] -> res_select -> 1),
                                       # last layer zero-initialised; the box picks the object, the mask keeps it
     text_pool: str = "cls"            # sentence vector c the heads read: "cls" (paper) | "mean" of the tokens
+    # Not in the paper (issue 8, session 16): where the predicted box comes from at inference.
+    # "head" (paper): the REC head's box. "mask": the bounding box of the predicted mask at the
+    # original resolution (probability > the evaluation's mask threshold), the head's box when that
+    # mask is empty or use_mask is off. Training is the same either way (both heads, same losses).
+    box_source: str = "head"
 
     # --- losses (DESIGN §3.5) ---
     loss_l1: float = 1.0
@@ -206,6 +212,8 @@ def _validate(cfg: ModelConfig) -> None:
             _fail(f"{name} must be a positive number, got {v!r}")
     if cfg.text_pool not in TEXT_POOLS:
         _fail(f"unknown text_pool {cfg.text_pool!r}; expected one of {list(TEXT_POOLS)}")
+    if cfg.box_source not in BOX_SOURCES:
+        _fail(f"unknown box_source {cfg.box_source!r}; expected one of {list(BOX_SOURCES)}")
     if cfg.pos_init not in POS_INITS:
         _fail(f"unknown pos_init {cfg.pos_init!r}; expected one of {list(POS_INITS)}")
     if cfg.pos_init == "sincos" and cfg.vit_dim % 4:

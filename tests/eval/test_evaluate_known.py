@@ -11,6 +11,8 @@ resolution) for one sample, where `>` and `>=` part.
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
@@ -66,6 +68,11 @@ class _NoModel:
         pass
 
 
+class _MaskBoxModel(_NoModel):
+    """A model whose predicted box is its mask's (ModelConfig.box_source "mask")."""
+    config = SimpleNamespace(box_source="mask", use_mask=True)
+
+
 @pytest.fixture(scope="module")
 def known(tmp_path_factory, tokenizer):
     from vglaw.data import RefDataset, generate_shapes, preprocess
@@ -101,8 +108,12 @@ def known(tmp_path_factory, tokenizer):
 
     metrics, preds = evaluate_split(_NoModel(), ds, tokenizer, img_size=SIZE, max_len=MAX_LEN,
                                     batch_size=BATCH, progress=False, forward=forward)
+    n_calls = len(calls)
+    mask_box = evaluate_split(_MaskBoxModel(), ds, tokenizer, img_size=SIZE, max_len=MAX_LEN,
+                              batch_size=BATCH, progress=False, forward=forward)
+    del calls[n_calls:]
     return {"ds": ds, "samples": samples, "canvas_gt": canvas_gt, "metrics": metrics,
-            "preds": preds, "calls": calls}
+            "preds": preds, "calls": calls, "mask_box": mask_box}
 
 
 def _expected_rows(known):
@@ -154,3 +165,29 @@ def test_every_metric_is_the_hand_computed_one(known):
     gc, s2 = known["canvas_gt"], SIZE * SIZE
     assert m["miou_canvas"] == pytest.approx((gc[0] + gc[1] + gc[3] + gc[5] + gc[6]) / s2 / 7)
     assert (m["mask_threshold"], m["canvas_threshold"]) == (0.5, 0.35)
+
+
+def test_box_source_mask_scores_the_box_of_the_mask(known):
+    """box_source "mask": a full mask's box is the whole image, an empty mask keeps the head's box;
+    the head's own box and metrics are kept beside it; masks and mask metrics are unchanged."""
+    from vglaw.eval.metrics import box_ious
+    m, preds = known["mask_box"]
+    rows, samples = _expected_rows(known), known["samples"]
+    ious = []
+    for k, (p, q, s, e) in enumerate(zip(preds, known["preds"], samples, rows)):
+        h, w = s["mask"].shape
+        assert p["head_box"] == q["pred_box"] and p["head_box_iou"] == pytest.approx(F[k], abs=1e-4), k
+        if e["full"]:  # samples 0 and 6: the mask is the whole image
+            assert p["pred_box"] == [0.0, 0.0, float(w), float(h)], k
+            iou = float(box_ious(np.array([[0, 0, w, h]], float), np.array([s["bbox"]], float))[0])
+        else:
+            assert p["pred_box"] == q["pred_box"], k
+            iou = q["box_iou"]
+        assert p["box_iou"] == pytest.approx(iou, abs=1e-9), k
+        assert (p["mask_inter"], p["mask_union"], p["pred_mask"]) == (q["mask_inter"], q["mask_union"], q["pred_mask"])
+        ious.append(iou)
+    assert ious[0] < 0.5 and ious[6] < 0.5  # a whole-image box misses the object
+    assert m["prec@0.5"] == pytest.approx(np.mean(np.array(ious) >= 0.5))
+    assert m["box_miou"] == pytest.approx(np.mean(ious))
+    assert m["head_prec@0.5"] == pytest.approx(6 / 7) and m["head_box_miou"] == pytest.approx(5.2 / 7, abs=1e-5)
+    assert m["miou"] == known["metrics"]["miou"] and "head_box_miou" not in known["metrics"]

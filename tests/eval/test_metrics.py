@@ -96,3 +96,20 @@ def test_bad_inputs_raise():
         m.update(mask_inter=[1])
     with pytest.raises(ValueError, match="inter"):
         m.update(mask_inter=[5], mask_union=[4])
+
+
+def test_mask_bbox_is_pycocotools_to_bbox():
+    from pycocotools import mask as mask_utils
+    from vglaw.eval.metrics import mask_bbox
+    assert mask_bbox(np.zeros((5, 7), np.uint8)) is None
+    one = np.zeros((5, 7), np.uint8)
+    one[2, 3] = 1
+    assert mask_bbox(one).tolist() == [3.0, 2.0, 1.0, 1.0]
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        m = np.zeros((40, 60), np.uint8)
+        y0, x0 = rng.integers(0, 30), rng.integers(0, 50)
+        m[y0:y0 + rng.integers(1, 10), x0:x0 + rng.integers(1, 10)] = 1
+        m[rng.integers(0, 40), rng.integers(0, 60)] = 1  # a stray pixel widens the box
+        rle = mask_utils.encode(np.asfortranarray(m))
+        assert mask_bbox(m).tolist() == mask_utils.toBbox(rle).tolist()

@@ -22,10 +22,11 @@ import numpy as np
 from vglaw.eval.cli import DATASETS, SPLIT_BYS, SPLITS, add_device_args, open_split, setup_mindspore
 from vglaw.utils.io import mask_to_rle, read_json, write_json_atomic
 from vglaw.eval.metrics import (CANVAS_THRESHOLD, DEFAULT_THRESHOLDS, GroundingMeter, binarize,
-                                box_ious, canvas_inter_union, mask_inter_union, prec_key)
+                                box_ious, canvas_inter_union, mask_bbox, mask_inter_union, prec_key,
+                                precision_at)
 
 __all__ = ["evaluate_split", "make_forward", "load_model_from_checkpoint", "format_table",
-           "sigmoid", "build_parser", "main"]
+           "sigmoid", "box_from_mask", "head_metrics", "build_parser", "main"]
 
 log = logging.getLogger("vglaw")
 
@@ -106,7 +107,10 @@ def evaluate_split(model, ref_ds, tokenizer, *, img_size: int, max_len: int, bat
         metrics: {n, prec@t..., box_miou, miou, oiou, miou_canvas} as fractions.
         predictions: one record per expression in dataset order: {sent_id, pred_box (x, y, w, h
             original px), box_iou, pred_mask (COCO RLE, counts str), mask_inter, mask_union};
-            the mask fields are absent when `with_masks` is False.
+            the mask fields are absent when `with_masks` is False. With box_source "mask"
+            (`box_from_mask`), pred_box is the predicted mask's box (the head's where the mask is
+            empty), and head_box / head_box_iou hold the REC head's; the metrics add head_prec@t
+            and head_box_miou.
     """
     from tqdm import tqdm  # plain text bars: tqdm.auto needs ipywidgets in notebooks
 
@@ -122,6 +126,9 @@ def evaluate_split(model, ref_ds, tokenizer, *, img_size: int, max_len: int, bat
     pipe = build_dataset(ref_ds, tokenizer, img_size=img_size, max_len=max_len,
                          batch_size=batch_size, train=False, drop_remainder=False)
     meter = GroundingMeter(thresholds)
+    # ModelConfig.box_source "mask": the box is the predicted mask's (the head's when it is empty)
+    from_mask = box_from_mask(getattr(model, "config", None))
+    head_ious: list[float] = []
     predictions: list[dict] = []
     bar = tqdm(total=len(ref_ds), desc="evaluate", unit="expr", disable=not progress)
     hits = 0
@@ -135,15 +142,25 @@ def evaluate_split(model, ref_ds, tokenizer, *, img_size: int, max_len: int, bat
         for i in range(b):
             rec = ref_ds[int(index[i])]
             lb = Letterbox.from_array(lb_arr[i])
-            pred_box = np.asarray(lb.box_to_original(boxes_c[i]), dtype=np.float64)  # (4,) xywh px
-            biou = float(box_ious(pred_box[None], np.asarray(rec["bbox"], np.float64)[None])[0])
+            gt_box = np.asarray(rec["bbox"], np.float64)[None]
+            head_box = np.asarray(lb.box_to_original(boxes_c[i]), dtype=np.float64)  # (4,) xywh px
+            pred_box, pred_mask = head_box, None
+            if with_masks or from_mask:
+                prob = sigmoid(logits[i])                             # (S, S) canvas
+                pred_mask = binarize(lb.mask_to_original(prob), mask_threshold)  # (H, W) original
+            if from_mask:
+                mb = mask_bbox(pred_mask)
+                pred_box = head_box if mb is None else mb
+            biou = float(box_ious(pred_box[None], gt_box)[0])
             out = {"sent_id": int(rec["sent_id"]), "pred_box": [round(float(v), 2) for v in pred_box],
                    "box_iou": biou}
+            if from_mask:  # the REC head's own box, for comparison (head_prec@t, head_box_miou)
+                hiou = float(box_ious(head_box[None], gt_box)[0])
+                out.update(head_box=[round(float(v), 2) for v in head_box], head_box_iou=hiou)
+                head_ious.append(hiou)
             batch_iou.append(biou)
             if with_masks:
-                prob = sigmoid(logits[i])                             # (S, S) canvas
                 ci, cu = canvas_inter_union(prob, canvas_mask[i], canvas_threshold)
-                pred_mask = binarize(lb.mask_to_original(prob), mask_threshold)  # (H, W) original
                 mi, mu = mask_inter_union(pred_mask, rec["mask"])
                 out.update(pred_mask=mask_to_rle(pred_mask), mask_inter=mi, mask_union=mu)
                 b_inter.append(mi), b_union.append(mu), c_inter.append(ci), c_union.append(cu)
@@ -162,7 +179,22 @@ def evaluate_split(model, ref_ds, tokenizer, *, img_size: int, max_len: int, bat
                            f"{len(ref_ds)}: the eval pipeline dropped or repeated samples")
     metrics = meter.compute()
     metrics.update(mask_threshold=float(mask_threshold), canvas_threshold=float(canvas_threshold))
+    if from_mask:
+        metrics.update(head_metrics(head_ious, thresholds))
     return metrics, predictions
+
+
+def box_from_mask(model_config) -> bool:
+    """Whether a model's predicted box is its mask's (box_source "mask" and a trained RES head)."""
+    return getattr(model_config, "box_source", "head") == "mask" and bool(getattr(model_config, "use_mask", True))
+
+
+def head_metrics(head_ious, thresholds: Sequence[float] = DEFAULT_THRESHOLDS) -> dict:
+    """{head_prec@t..., head_box_miou}: the REC head's own box where the scored box is the mask's."""
+    ious = np.asarray(head_ious, np.float64)
+    out = {f"head_{k}": v for k, v in precision_at(ious, thresholds).items()}
+    out["head_box_miou"] = float(ious.mean()) if ious.size else 0.0
+    return out
 
 
 def format_table(metrics: dict, thresholds: Sequence[float] = DEFAULT_THRESHOLDS) -> str:

@@ -24,7 +24,7 @@ import numpy as np
 from vglaw import boxes
 
 __all__ = ["DEFAULT_THRESHOLDS", "CANVAS_THRESHOLD", "prec_key", "box_ious", "precision_at",
-           "mask_inter_union", "binarize", "canvas_inter_union", "safe_iou", "GroundingMeter"]
+           "mask_inter_union", "binarize", "mask_bbox", "canvas_inter_union", "safe_iou", "GroundingMeter"]
 
 DEFAULT_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9)
 CANVAS_THRESHOLD = 0.35  # sigmoid threshold of the official canvas protocol (DESIGN §6)
@@ -66,6 +66,16 @@ def precision_at(ious, thresholds: Sequence[float] = DEFAULT_THRESHOLDS) -> dict
 def binarize(prob, threshold: float) -> np.ndarray:
     """Probability (or {0,1}) map -> uint8 {0,1} with `prob > threshold`."""
     return (np.asarray(prob) > threshold).astype(np.uint8)
+
+
+def mask_bbox(mask) -> np.ndarray | None:
+    """(x, y, w, h) pixel box of a binary (H, W) mask's nonzero pixels, as pycocotools' toBbox
+    (w = last column - first column + 1); None when the mask is empty."""
+    m = np.asarray(mask) != 0
+    rows, cols = np.flatnonzero(m.any(axis=1)), np.flatnonzero(m.any(axis=0))
+    if rows.size == 0:
+        return None
+    return np.array([cols[0], rows[0], cols[-1] - cols[0] + 1, rows[-1] - rows[0] + 1], np.float64)
 
 
 def mask_inter_union(pred_mask, gt_mask) -> tuple[int, int]:

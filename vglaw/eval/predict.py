@@ -74,13 +74,15 @@ def predict(model, tokenizer, image, text: str, *, threshold: float = 0.5, forwa
 
     Returns:
         dict: box_xywh (x, y, w, h ORIGINAL px, floats), box_cxcywh_canvas (normalised to the
-        canvas), mask (H, W) uint8 {0,1} at the original resolution, mask_prob (H, W) float32,
+        canvas), head_box_xywh (the REC head's box), box_source ("mask": box_xywh is the mask's
+        box, as ModelConfig.box_source "mask" asks when the mask is not empty; "head"), mask (H, W) uint8 {0,1} at the original resolution, mask_prob (H, W) float32,
         score (mean probability inside the predicted mask, 0 if empty), n_tokens, truncated,
         unknown_words (every word piece is [UNK]: the prediction ignores the text; also warned).
     """
     from vglaw.data.tokenizer import tokenize
     from vglaw.data.transforms import prepare_image
-    from vglaw.eval.evaluate import make_forward, sigmoid
+    from vglaw.eval.evaluate import box_from_mask, make_forward, sigmoid
+    from vglaw.eval.metrics import mask_bbox
 
     if not isinstance(text, str) or not text.strip():
         raise ValueError("text is empty: give a referring expression such as 'the red circle'")
@@ -106,8 +108,14 @@ def predict(model, tokenizer, image, text: str, *, threshold: float = 0.5, forwa
     prob = lb.mask_to_original(sigmoid(logits[0, 0])).astype(np.float32)  # (H, W)
     mask = (prob > threshold).astype(np.uint8)
     score = float(prob[mask > 0].mean()) if mask.any() else 0.0
-    return {"box_xywh": [float(v) for v in lb.box_to_original(boxes[0])],
-            "box_cxcywh_canvas": [float(v) for v in boxes[0]],
+    head_xywh = np.asarray(lb.box_to_original(boxes[0]), np.float64)
+    box_xywh, box_canvas = head_xywh, np.asarray(boxes[0], np.float64)
+    mb = mask_bbox(mask) if box_from_mask(cfg) else None
+    if mb is not None:  # box_source "mask": the box of the mask (the head's when it is empty)
+        box_xywh, box_canvas = mb, lb.box_to_canvas(mb)
+    return {"box_xywh": [float(v) for v in box_xywh],
+            "box_cxcywh_canvas": [float(v) for v in box_canvas],
+            "head_box_xywh": [float(v) for v in head_xywh], "box_source": "mask" if mb is not None else "head",
             "mask": mask, "mask_prob": prob, "score": score,
             "n_tokens": int(n_tokens), "truncated": bool(truncated), "unknown_words": unknown, "text": text}
 

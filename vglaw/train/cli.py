@@ -34,7 +34,7 @@ import signal
 import sys
 from typing import Sequence
 
-from vglaw.config import DEVICE_TARGETS, LAW_TYPES, MODES, PRESETS
+from vglaw.config import BOX_SOURCES, DEVICE_TARGETS, LAW_TYPES, MODES, PRESETS
 from vglaw.data.refer import DATASETS, SPLIT_BYS
 from vglaw.train.config import (LR_SCHEDULERS, RENAMED_FIELDS, SELECT_METRICS, VIT_MODELS, ConfigError,
                                 TrainConfig, resolve_config)
@@ -43,7 +43,7 @@ __all__ = ["build_parser", "parse_config", "main"]
 
 CHOICES = {"dataset": tuple(DATASETS), "law_type": LAW_TYPES, "lr_scheduler": LR_SCHEDULERS, "mode_name": MODES,
            "device_target": DEVICE_TARGETS, "vit_model": VIT_MODELS, "preset": tuple(PRESETS),
-           "split_by": SPLIT_BYS, "select_metric": SELECT_METRICS}
+           "split_by": SPLIT_BYS, "select_metric": SELECT_METRICS, "box_source": BOX_SOURCES}
 NARGS = {"drop_epochs": int, "eval_splits": str}
 FLAGS = ("resume", "overwrite", "allow_changes", "force")  # store_true only
 

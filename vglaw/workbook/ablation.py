@@ -61,10 +61,10 @@ def _fingerprint(cfg_dict: dict) -> str:
     # checked when a run is reused)
     skip = {"experiment_name", "save_ckpt_dir", "data_root", "cache_dir", "short_comment", "resume", "overwrite",
             "progress", "num_workers", "log_freq", "seed", "allow_changes", "force", *ABLATION_KNOBS}
-    # a field added after runs were named (ADDED_FIELDS) stays out at the value those runs used:
-    # adding a field does not rename (and retrain) a grid
+    # a field added after runs were named (ADDED_FIELDS) stays out at the value those runs used, or
+    # at None (the recipe's, which the settings check compares): adding a field does not rename a grid
     stable = {k: v for k, v in sorted(cfg_dict.items())
-              if k not in skip and not (k in ADDED_FIELDS and v == ADDED_FIELDS[k])}
+              if k not in skip and not (k in ADDED_FIELDS and v in (ADDED_FIELDS[k], None))}
     return hashlib.sha256(json.dumps(stable, sort_keys=True, default=str).encode()).hexdigest()[:8]
 
 
