@@ -8,8 +8,9 @@ one of four classes: `hit` (IoU with the referred object >= 0.5), `loose` (the b
 is the referred one, IoU < 0.5), `other` (the best match is another object), `none` (no object
 overlaps the box). One row per expression kind of the synthetic generator (`vglaw.data.synthetic.
 expression_kind`; "all" only, for a real dataset), then the same sentences scored with the box of
-the predicted mask (predictions written with masks) instead of the REC head's box: a diagnosis of
-the two heads, not a metric of the model (the REC box is what Prec@0.5 scores).
+the predicted mask (predictions written with masks) beside the REC head's box. The classes are of
+the box the run scored (`pred_box`: the head's, or with box_source "mask" the mask's; such runs
+keep the head's as `head_box`).
 """
 
 from __future__ import annotations
@@ -43,13 +44,13 @@ def classify(pred_box, target_id: int, objects: dict[int, list]) -> tuple[str, f
 
 
 def mask_box(rle: dict) -> list[float] | None:
-    """(x, y, w, h) of a predicted mask (COCO RLE), as pycocotools' toBbox; None when it is empty."""
+    """(x, y, w, h) of a predicted mask (COCO RLE), as pycocotools' toBbox; None when it is empty
+    (`vglaw.eval.metrics.mask_bbox`, the box that box_source "mask" predicts)."""
+    from vglaw.eval.metrics import mask_bbox
     from vglaw.utils.io import rle_to_mask
 
-    ys, xs = np.nonzero(rle_to_mask(rle))
-    if xs.size == 0:
-        return None
-    return [float(xs.min()), float(ys.min()), float(xs.max() - xs.min() + 1), float(ys.max() - ys.min() + 1)]
+    box = mask_bbox(rle_to_mask(rle))
+    return None if box is None else [float(v) for v in box]
 
 
 def analyse(predictions: list[dict], dataset: str, split_by: str, data_root) -> dict:
@@ -83,7 +84,7 @@ def analyse(predictions: list[dict], dataset: str, split_by: str, data_root) -> 
     for kind, r in rows.items():
         ious = r.pop("target_ious")
         kinds[kind] = dict(r, iou_on_target=float(np.mean(ious)) if ious else None)
-    head = np.array([p["box_iou"] for p in predictions])
+    head = np.array([p.get("head_box_iou", p["box_iou"]) for p in predictions])
     mask = None
     if len(mask_ious) == len(predictions):
         m = np.array(mask_ious)
