@@ -117,6 +117,8 @@ def test_page_shows_the_full_grid_of_make_ablation_before_the_workbooks_own(site
     text = page.read_text()
     full, reduced = text.find("full grid: 6 law types x 3 seeds"), text.find("reduced grid: 2 law types x 2 seeds")
     assert 0 < full < reduced
+    ids = re.findall(r'\bid="([^"]+)"', text)
+    assert len(ids) == len(set(ids)), sorted(i for i in ids if ids.count(i) > 1)  # two ablation tables, two ids
     images = page_values(text)["images"]
     assert "ablation/figures/ablation_law_type.png" in images
     for ref in images:

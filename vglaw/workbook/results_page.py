@@ -174,9 +174,9 @@ def _tables(runs: Path) -> list[dict]:
 FULL_ABLATION_DIR = "ablation"  # under reports/: `make ablation` writes its tables/ and figures/ there
 
 
-def _ablation(tables_dir: Path, figure: str | None = None) -> dict | None:
-    """The law_type table in `tables_dir` (its title, HTML, reading), or None; `figure`: the grid's plot
-    as a link relative to reports/ (the caller checks that it exists), shown in the card."""
+def _ablation(tables_dir: Path, figure: str | None = None, table_id: str = "table-ablation") -> dict | None:
+    """The law_type table in `tables_dir` (its title, HTML with the element id `table_id`, reading), or
+    None; `figure`: the grid's plot as a link relative to reports/ (the caller checks that it exists)."""
     path = tables_dir / "ablation_law_type.csv"
     if not path.is_file():
         return None
@@ -199,7 +199,7 @@ def _ablation(tables_dir: Path, figure: str | None = None) -> dict | None:
         title = first.lstrip("# ").strip() or title
     reading_path = tables_dir / "ablation_law_type_reading.txt"
     reading = reading_path.read_text(encoding="utf-8").strip() if reading_path.is_file() else ""
-    return {"title": title, "html": _styled(pd.DataFrame(rows), "table-ablation"), "reading": reading, "figure": figure}
+    return {"title": title, "html": _styled(pd.DataFrame(rows), table_id), "reading": reading, "figure": figure}
 
 
 def _ablations(reports: Path) -> list[dict]:
@@ -207,7 +207,7 @@ def _ablations(reports: Path) -> list[dict]:
     the reduced grid of `make reproduce` or whatever 03 last ran with report_dir=reports)."""
     figure = f"{FULL_ABLATION_DIR}/figures/ablation_law_type.png"
     full = _ablation(reports / FULL_ABLATION_DIR / "tables", figure if (reports / figure).is_file() else None)
-    own = _ablation(reports / "tables")
+    own = _ablation(reports / "tables", table_id="table-ablation-workbook")  # ids are unique on the page
     return [a for a in (full, own) if a is not None]
 
 
