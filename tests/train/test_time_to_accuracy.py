@@ -60,8 +60,14 @@ def test_deterministic_reruns_are_bit_identical(tiny_data, tmp_path, mode, steps
     assert len(loss_a) == steps and loss_a == loss_b
     assert set(w_a) == set(w_b)
     assert all(np.array_equal(w_a[k], w_b[k]) for k in w_a), [k for k in w_a if not np.array_equal(w_a[k], w_b[k])][:5]
-    derived = json.loads((tmp_path / "a" / "config.json").read_text())["derived"]
-    assert derived["determinism"] == {"deterministic": "ON", "cpu_op_threads": 1}
+    config = json.loads((tmp_path / "a" / "config.json").read_text())
+    assert config["derived"]["determinism"] == {"deterministic": "ON", "cpu_op_threads": 1}
+    # the tiny recipe scores the mask's box (box_source "mask"), and logs the head's beside it
+    assert config["train"]["box_source"] == config["model"]["box_source"] == "mask"
+    evals = [r for r in _rows(tmp_path / "a") if r.get("eval") == "val"]
+    assert evals and all("head_prec@0.5" in r and "head_box_miou" in r for r in evals)
+    preds = json.loads((tmp_path / "a" / "predictions_val.json").read_text())
+    assert all("head_box" in p and "head_box_iou" in p for p in preds)
 
 
 def test_resume_bookkeeping_of_evaluations(tmp_path):

@@ -613,7 +613,7 @@ def validate(t: Training, epoch: int) -> None:
         dt = time.time() - t0
         t.clock.eval_s += dt
         t.run.append_log({"step": update, "epoch": epoch, "eval": "val",
-                          **{k: metrics[k] for k in metrics if k.startswith(("prec@", "miou", "box_miou", "oiou"))},
+                          **{k: metrics[k] for k in metrics if k.startswith(("prec@", "miou", "box_miou", "oiou", "head_"))},
                           "select_metric": cfg.select_metric, "select_value": value, **stamp,
                           "eval_s": round(dt, 3)})
         log.info("update %d (epoch %d) val: prec@0.5 %.4f miou %s, %s %.4f (best %.4f at update %s)",
