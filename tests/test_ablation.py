@@ -265,14 +265,15 @@ def test_workers_train_the_rest_in_other_processes_after_the_first_alone(tmp_pat
     import os
     base = TrainConfig(preset="tiny", dataset="shapes", save_ckpt_dir=str(tmp_path / "runs"))
     archive = tmp_path / "archive"
-    df = run_ablation(base, ["none", "la", "svd"], [0], train_fn=_write_run_here, workers=2, archive=archive,
-                      archive_check=_same_seed)
-    assert list(df["law_type"]) == ["none", "la", "svd"]  # grid order, every point finished
+    df = run_ablation(base, ["none", "la", "svd", "od1"], [0], train_fn=_write_run_here, workers=2,
+                      archive=archive, archive_check=_same_seed)
+    assert list(df["law_type"]) == ["none", "la", "svd", "od1"]  # grid order, every point finished
     pids = [json.loads((tmp_path / "runs" / r / "config.json").read_text())["pid"] for r in df["run"]]
     assert pids[0] == os.getpid()  # the first alone, here: it builds the cache and the backbone
     assert os.getpid() not in pids[1:]  # the rest in worker processes
+    assert len(set(pids[1:])) == 3  # each in a fresh one: a worker keeps what MindSpore held of its runs
     assert sorted(p.name for p in archive.iterdir()) == sorted(df["run"])  # each archived as it finished
-    again = run_ablation(base, ["none", "la", "svd"], [0], train_fn=_fail_on_la, workers=2)
+    again = run_ablation(base, ["none", "la", "svd", "od1"], [0], train_fn=_fail_on_la, workers=2)
     assert list(again["run"]) == list(df["run"])  # all reused: nothing trained, nothing failed
 
 
