@@ -1,23 +1,17 @@
 """benchmarks/box_source_gain.py: mask-minus-head differences per law type and over all runs."""
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-_PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "box_source_gain.py"
+from _eval_helpers import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def gain():
-    spec = importlib.util.spec_from_file_location("box_source_gain", _PATH)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["box_source_gain"] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("box_source_gain")
 
 
 def _run(folder: Path, law: str, mask_ious, head_ious) -> Path:

@@ -1,23 +1,16 @@
 """benchmarks/miss_analysis.py: each class of miss counted where it belongs, mask boxes read back."""
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-_PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "miss_analysis.py"
+from _eval_helpers import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def miss():
-    spec = importlib.util.spec_from_file_location("miss_analysis", _PATH)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["miss_analysis"] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("miss_analysis")
 
 
 def test_classify(miss):

@@ -206,21 +206,15 @@ def _dense_head(vis_dim: int, hidden: int, n_out: int):
     return DenseHead()
 
 
-def task_net(backbone, head, n_classes: int, box_weight: float, neutral_law=None):
-    """The pretraining task on `backbone`: construct(images, cls, ltrb) -> (loss, ce, l1, pixel acc).
+def _build(cfg: PretrainConfig, n_classes: int):
+    from mindspore import nn, ops
+    from vglaw.config import make_model_config
+    from vglaw.models.vit import ViTDet
 
-    `neutral_law` (a grounding model's LAW, or None): the backbone is a language-adaptive one and
-    is run with the generator's neutral output (svd: Phi = 0; the others: scalings of 1), i.e. as
-    its static blocks W0 x + b0 compute, so the task never involves a sentence.
-    """
-    from mindspore import Tensor, nn, ops
-    box_weight, n_cls = float(box_weight), int(n_classes)
-    neutral = None
-    if neutral_law is not None:
-        value = 0.0 if neutral_law.law_type == "svd" else 1.0
-        neutral = (neutral_law.n_blocks, neutral_law.out_dim, value,
-                   Tensor(np.zeros(neutral_law.P.shape, np.float32)),
-                   Tensor(np.zeros(neutral_law.Q.shape, np.float32)))
+    mcfg = make_model_config(cfg.preset, **dict(cfg.model_overrides, law_type="none"))
+    backbone = ViTDet(mcfg)
+    head = _dense_head(mcfg.vit_dim, cfg.head_dim, n_classes + 4)
+    box_weight, n_cls = float(cfg.box_weight), n_classes
 
     class Net(nn.Cell):
         def __init__(self):
@@ -228,12 +222,7 @@ def task_net(backbone, head, n_classes: int, box_weight: float, neutral_law=None
             self.backbone, self.head = backbone, head
 
         def construct(self, images, cls, ltrb):
-            if neutral is None:
-                fmap = self.backbone(images)
-            else:
-                gen = ops.ones((images.shape[0], neutral[0], neutral[1]), images.dtype) * neutral[2]
-                fmap = self.backbone(images, gen, neutral[3], neutral[4])
-            out = self.head(fmap)  # (B, G, G, n_cls + 4)
+            out = self.head(self.backbone(images))  # (B, G, G, n_cls + 4)
             logits, dist = out[..., :n_cls], ops.sigmoid(out[..., n_cls:])
             onehot = ops.one_hot(cls, n_cls, ops.ones((), logits.dtype), ops.zeros((), logits.dtype))
             ce = -(onehot * ops.log_softmax(logits, -1)).sum(-1).mean()
@@ -242,39 +231,7 @@ def task_net(backbone, head, n_classes: int, box_weight: float, neutral_law=None
             acc = ((ops.argmax(logits, -1) == cls).astype(logits.dtype)).mean()
             return ce + box_weight * l1, ce, l1, acc
 
-    return Net()
-
-
-def adamw_step(net, params, learning_rate, weight_decay: float, use_jit: bool = True):
-    """(step(images, cls, ltrb) -> (loss, ce, l1, acc), optimiser): one AdamW update of `params` on
-    `net`'s loss, gradient clipped to global norm 1; no decay on norms, biases and tables."""
-    import mindspore as ms
-    from mindspore import nn, ops
-    from vglaw.train.optim import no_weight_decay
-    decay = [p for p in params if not no_weight_decay(p.name, p.shape)]
-    no_decay = [p for p in params if no_weight_decay(p.name, p.shape)]
-    opt = nn.AdamWeightDecay([{"params": decay, "weight_decay": weight_decay},
-                              {"params": no_decay, "weight_decay": 0.0}],
-                             learning_rate=learning_rate)
-    grad_fn = ms.value_and_grad(net, None, opt.parameters, has_aux=True)
-
-    def train_step(images, cls, ltrb):
-        (loss, ce, l1, acc), grads = grad_fn(images, cls, ltrb)
-        grads = ops.clip_by_global_norm(grads, 1.0)
-        loss = ops.depend(loss, opt(grads))
-        return loss, ce, l1, acc
-
-    return (ms.jit(train_step) if use_jit else train_step), opt
-
-
-def _build(cfg: PretrainConfig, n_classes: int):
-    from vglaw.config import make_model_config
-    from vglaw.models.vit import ViTDet
-
-    mcfg = make_model_config(cfg.preset, **dict(cfg.model_overrides, law_type="none"))
-    backbone = ViTDet(mcfg)
-    head = _dense_head(mcfg.vit_dim, cfg.head_dim, n_classes + 4)
-    return mcfg, task_net(backbone, head, n_classes, cfg.box_weight)
+    return mcfg, Net()
 
 
 # ----------------------------------------------------------------------------- training
@@ -289,17 +246,31 @@ def pretrain_backbone(cfg: PretrainConfig, data: PretrainData, out_dir: str | Pa
                       use_jit: bool = True, progress: bool = True) -> Path:
     """Train the backbone + dense head on `data`; write `out_dir` (atomically); return it."""
     import mindspore as ms
-    from mindspore import Tensor
+    from mindspore import Tensor, nn, ops
     from vglaw.models.checkpoint import save_checkpoint
+    from vglaw.train.optim import no_weight_decay
 
     out_dir = Path(out_dir)
     t0 = time.time()
     ms.set_seed(cfg.seed)
     np.random.seed(cfg.seed)
     mcfg, net = _build(cfg, data.n_classes)
+    params = net.trainable_params()
+    decay = [p for p in params if not no_weight_decay(p.name, p.shape)]
+    no_decay = [p for p in params if no_weight_decay(p.name, p.shape)]
     lrs = Tensor(np.array([_lr_at(cfg, i) for i in range(cfg.updates)], np.float32))
-    # per-update LR table (warmup + cosine)
-    step_fn, _ = adamw_step(net, net.trainable_params(), lrs, cfg.weight_decay, use_jit)
+    opt = nn.AdamWeightDecay([{"params": decay, "weight_decay": cfg.weight_decay},
+                              {"params": no_decay, "weight_decay": 0.0}],
+                             learning_rate=lrs)  # per-update LR table (warmup + cosine)
+    grad_fn = ms.value_and_grad(net, None, opt.parameters, has_aux=True)
+
+    def train_step(images, cls, ltrb):
+        (loss, ce, l1, acc), grads = grad_fn(images, cls, ltrb)
+        grads = ops.clip_by_global_norm(grads, 1.0)
+        loss = ops.depend(loss, opt(grads))
+        return loss, ce, l1, acc
+
+    step_fn = ms.jit(train_step) if use_jit else train_step
     net.set_train(True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=_mkparent(out_dir)))
     try:
