@@ -69,3 +69,46 @@ def test_unknown_sentence_is_a_clear_error(miss, shapes_data):
     with pytest.raises(SystemExit, match="not in shapes"):
         miss.analyse([{"sent_id": 10 ** 9, "pred_box": [0, 0, 1, 1], "box_iou": 0.0}], "shapes", "unc",
                      shapes_data[0])
+
+
+def test_needed_words(miss):
+    red_circle = {"colour": "red", "category_id": 1}
+    assert miss.needed_words(red_circle, []) == "either"
+    assert miss.needed_words(red_circle, [{"colour": "blue", "category_id": 2}]) == "either"
+    assert miss.needed_words(red_circle, [{"colour": "red", "category_id": 2}]) == "shape"
+    assert miss.needed_words(red_circle, [{"colour": "blue", "category_id": 1}]) == "colour"
+    assert miss.needed_words(red_circle, [{"colour": "red", "category_id": 3},
+                                          {"colour": "green", "category_id": 1}]) == "both"
+
+
+def test_needs_rows_split_the_base_sentences(miss, tmp_path):
+    """Every "base" sentence lands in exactly one group, with its own class; no other kind does."""
+    from vglaw.data import generate_shapes
+    from vglaw.data.refer import read_refer
+    from vglaw.data.synthetic import expression_kind
+
+    data_root = tmp_path / "data"
+    generate_shapes(data_root, n_images=60, min_size=64, max_size=96)  # enough images for all four groups
+    samples = read_refer(data_root, "shapes", "unc", check_images=False)[0]
+    inst = json.loads((data_root / "shapes" / "instances.json").read_text())
+    anns = {a["id"]: a for a in inst["annotations"]}
+    by_image = {}
+    for a in inst["annotations"]:
+        by_image.setdefault(a["image_id"], []).append(a)
+    preds, expected = [], {}
+    for s in samples:  # a hit on every sentence of an even sent_id, the box of another object else
+        others = [a for a in by_image[s.image_id] if a["id"] != s.ann_id]
+        hit = s.sent_id % 2 == 0 or not others
+        box = anns[s.ann_id]["bbox"] if hit else others[0]["bbox"]
+        preds.append({"sent_id": s.sent_id, "pred_box": box, "box_iou": miss.box_iou(box, anns[s.ann_id]["bbox"])})
+        if expression_kind(s.phrase) == "base":
+            g = miss.needed_words(anns[s.ann_id], others)
+            e = expected.setdefault(g, {"n": 0, "hit": 0})
+            e["n"] += 1
+            e["hit"] += hit
+    res = miss.analyse(preds, "shapes", "unc", data_root)
+    assert len(expected) == 4  # the test data has images of every group
+    assert {g: {"n": r["n"], "hit": r["hit"]} for g, r in res["needs"].items()} == expected
+    assert sum(r["n"] for r in res["needs"].values()) == res["kinds"]["base"]["n"] > 0
+    assert list(res["needs"]) == [g for g in miss.NEEDS if g in expected]
+    assert all(r["hit"] + r["other"] == r["n"] for r in res["needs"].values())
