@@ -15,8 +15,9 @@
 # # 05 · Inspect: grounding any expression, successes and failures, and what LAW does
 #
 # Loads a trained run's `best.ckpt`, grounds expressions of your choice in any image
-# (`vglaw.eval.predict`), shows the best and worst predictions of the run on val, and looks inside the
-# language-adaptive weights: how strongly each block's qkv weight changes with the expression, and
+# (`vglaw.eval.predict`), shows the best and worst predictions of the run on val, where its misses
+# are (which object the box lands on, and on the synthetic set, which words the model reads), and
+# looks inside the language-adaptive weights: how strongly each block's qkv weight changes with the expression, and
 # how different expressions generate different weights.
 
 # %% tags=["parameters"]
@@ -47,8 +48,9 @@ from vglaw.data.tokenizer import load_tokenizer
 from vglaw.eval.evaluate import load_model_from_checkpoint
 from vglaw.workbook.lab import compare, grounding_panel
 from vglaw.workbook.law_analysis import generated_weights, pairwise_distance, relative_update
-from vglaw.utils.paths import default_runs_dir, repo_root, reports_dir, resolve_path
+from vglaw.utils.paths import default_data_root, default_runs_dir, repo_root, reports_dir, resolve_path
 from vglaw.eval.predict import overlay, predict
+from vglaw.eval.misses import analyse, tables
 from vglaw.eval.visualize import draw_panels
 
 runs = resolve_path(P.save_ckpt_dir, repo_root() / ".cache" / "smoke" / "runs" if P.smoke else default_runs_dir())
@@ -108,7 +110,27 @@ for title, chosen in (("successes", order[::-1][:P.n_gallery]), ("failures", ord
     plt.close(grid)
 
 # %% [markdown]
-# ## 3. What LAW does
+# ## 3. Where the misses are
+#
+# Each val sentence's box is matched to the image's annotated objects: a hit (IoU >= 0.5 with the
+# referred object), a loose box on the referred object, or a box on another object
+# (`vglaw.eval.misses`; `benchmarks/miss_analysis.py` pools several runs). On the synthetic set the
+# second table splits the "base" sentences ("the red circle") by the words the image makes
+# necessary: `shape` when another object has the referred one's colour, `colour` when another has
+# its shape, `both`, `either`. A model that does not read a word fails its rows.
+
+# %%
+import pandas as pd
+
+misses = analyse(predictions, cfg["dataset"], cfg.get("split_by", cfg.get("splitBy")),
+                 resolve_path(cfg.get("data_root", ""), default_data_root()))
+miss_tables = tables(misses)
+display(pd.DataFrame(miss_tables["kinds"]).set_index("kind").round(3))
+if miss_tables["needs"]:
+    display(pd.DataFrame(miss_tables["needs"]).set_index("needs").round(1))
+
+# %% [markdown]
+# ## 4. What LAW does
 #
 # Left: how much each adaptive block's qkv weight changes with the expression (svd:
 # ‖P·Φ·Q‖ / ‖W0‖; la/od*: mean |scaling − 1|). Right: how far apart the generated weights of the
@@ -145,7 +167,7 @@ else:
     plt.close(fig)
 
 # %% [markdown]
-# ## 4. Try it: ground your own expression, compare two
+# ## 5. Try it: ground your own expression, compare two
 #
 # The figure grounds the first two expressions above and shows, per adaptive block, the first
 # one's generated weights beside the difference to the second's (each on its own colour scale).

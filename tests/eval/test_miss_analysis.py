@@ -1,4 +1,5 @@
-"""benchmarks/miss_analysis.py: each class of miss counted where it belongs, mask boxes read back."""
+"""vglaw.eval.misses (and its CLI, benchmarks/miss_analysis.py): each class of miss counted where it
+belongs, mask boxes read back, the base sentences split by the words they need."""
 
 import json
 
@@ -10,7 +11,9 @@ from _eval_helpers import load_benchmark
 
 @pytest.fixture(scope="module")
 def miss():
-    return load_benchmark("miss_analysis")
+    import vglaw.eval.misses
+
+    return vglaw.eval.misses
 
 
 def test_classify(miss):
@@ -81,7 +84,7 @@ def test_needed_words(miss):
                                           {"colour": "green", "category_id": 1}]) == "both"
 
 
-def test_needs_rows_split_the_base_sentences(miss, tmp_path):
+def test_needs_rows_split_the_base_sentences(miss, tmp_path, capsys):
     """Every "base" sentence lands in exactly one group, with its own class; no other kind does."""
     from vglaw.data import generate_shapes
     from vglaw.data.refer import read_refer
@@ -112,3 +115,17 @@ def test_needs_rows_split_the_base_sentences(miss, tmp_path):
     assert sum(r["n"] for r in res["needs"].values()) == res["kinds"]["base"]["n"] > 0
     assert list(res["needs"]) == [g for g in miss.NEEDS if g in expected]
     assert all(r["hit"] + r["other"] == r["n"] for r in res["needs"].values())
+    rows = miss.tables(res)
+    assert [r["needs"] for r in rows["needs"]] == list(res["needs"])
+    assert all(r["hit %"] == pytest.approx(100 * res["needs"][r["needs"]]["hit"] / r["n"]) for r in rows["needs"])
+    assert rows["kinds"][-1]["kind"] == "all" and rows["kinds"][-1]["n"] == len(preds)
+
+    # the CLI prints both tables; two files are pooled (each sentence once per file)
+    f = tmp_path / "predictions_val.json"
+    f.write_text(json.dumps(preds))
+    cli = load_benchmark("miss_analysis")
+    assert cli.main(["--predictions", str(f), str(f), "--data_root", str(data_root)]) == 0
+    out = capsys.readouterr().out
+    assert "2 runs pooled" in out and f"| all | {2 * len(preds)} |" in out
+    n_shape = 2 * expected["shape"]["n"]
+    assert f"| shape | {n_shape} | {100 * expected['shape']['hit'] / expected['shape']['n']:.1f} |" in out

@@ -92,3 +92,5 @@ def test_05_inspect(workbook):
     for f in ("05_grounding.png", "05_successes.png", "05_failures.png", "05_law.png"):
         assert (figures / f).stat().st_size > 1000, f
     assert not any(o.get("output_type") == "error" for o in _outputs(out))
+    shown = " ".join(str(o.get("data", {}).get("text/plain", "")) for o in _outputs(out))
+    assert "another object %" in shown and "needs" in shown  # section 3's two miss tables (shapes data)
