@@ -125,7 +125,8 @@ import pandas as pd
 misses = analyse(predictions, cfg["dataset"], cfg.get("split_by", cfg.get("splitBy")),
                  resolve_path(cfg.get("data_root", ""), default_data_root()))
 miss_tables = tables(misses)
-display(pd.DataFrame(miss_tables["kinds"]).set_index("kind").round(3))
+kinds = pd.DataFrame(miss_tables["kinds"]).set_index("kind")
+display(kinds.round(1).assign(**{"its mean box IoU": kinds["its mean box IoU"].round(3)}))
 if miss_tables["needs"]:
     display(pd.DataFrame(miss_tables["needs"]).set_index("needs").round(1))
 
