@@ -61,7 +61,8 @@ if not (run_dir / "best.ckpt").is_file():
 cfg = json.loads((run_dir / "config.json").read_text())["train"]
 model = load_model_from_checkpoint(run_dir / "best.ckpt")
 tokenizer = load_tokenizer()
-ds = RefDataset(cfg["cache_dir"], cfg["dataset"], cfg.get("split_by", cfg.get("splitBy")), "val")
+split_by = cfg.get("split_by", cfg.get("splitBy"))
+ds = RefDataset(cfg["cache_dir"], cfg["dataset"], split_by, "val")
 figures = resolve_path(P.report_dir, reports_dir()) / "figures" if P.report_dir else None
 if figures:
     figures.mkdir(parents=True, exist_ok=True)
@@ -122,8 +123,7 @@ for title, chosen in (("successes", order[::-1][:P.n_gallery]), ("failures", ord
 # %%
 import pandas as pd
 
-misses = analyse(predictions, cfg["dataset"], cfg.get("split_by", cfg.get("splitBy")),
-                 resolve_path(cfg.get("data_root", ""), default_data_root()))
+misses = analyse(predictions, cfg["dataset"], split_by, resolve_path(cfg.get("data_root", ""), default_data_root()))
 miss_tables = tables(misses)
 kinds = pd.DataFrame(miss_tables["kinds"]).set_index("kind")
 display(kinds.round(1).assign(**{"its mean box IoU": kinds["its mean box IoU"].round(3)}))

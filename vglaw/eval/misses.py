@@ -86,14 +86,15 @@ def analyse(predictions: list[dict], dataset: str, split_by: str, data_root) -> 
         if s is None:
             raise SystemExit(f"sent_id {p['sent_id']} is not in {dataset}({split_by}): wrong --dataset?")
         cls, iou_t = classify(p["pred_box"], s.ann_id, objects[s.image_id])
-        for kind in {expression_kind(s.phrase) or "other kinds", "all"}:
+        sentence_kind = expression_kind(s.phrase)
+        for kind in {sentence_kind or "other kinds", "all"}:
             r = rows[kind]
             r["n"] += 1
             r[cls] += 1
             if cls in ("hit", "loose"):
                 r["target_ious"].append(iou_t)
         target = anns[s.ann_id]
-        if expression_kind(s.phrase) == "base" and "colour" in target:
+        if sentence_kind == "base" and "colour" in target:
             group = needed_words(target, [anns[i] for i in objects[s.image_id] if i != s.ann_id])
             r = needs.setdefault(group, dict({c: 0 for c in CLASSES}, n=0))
             r["n"] += 1
