@@ -3,6 +3,7 @@
     GLOG_v=4 python benchmarks/bench_memory.py --preset paper --modes GRAPH --stages train --batches 1 2
     GLOG_v=4 python benchmarks/bench_memory.py --preset paper --stages train --batches 1 --recompute
     GLOG_v=4 python benchmarks/bench_memory.py --preset paper --stages eval --batches 1 8 --lean_kernels
+    GLOG_v=4 python benchmarks/bench_memory.py --preset paper --stages train --batches 1 2 4 8 --lean_kernels --recompute
 
 Each (mode, stage, batch) runs in its own process: build the model, run the stage twice on random
 inputs of the preset's shapes, report the process's peak RSS (VmHWM). The parent watches every
@@ -38,10 +39,10 @@ def _kib(field: str, pid: int | str = "self") -> int:
 def child(preset: str, law_type: str, mode: str, stage: str, batch: int, context: dict,
           recompute: bool = False, lean: bool = False) -> dict:
     import mindspore as ms
-    from mindspore import ops
     from vglaw import build_model
     from vglaw.models.losses import GroundingLoss
     from vglaw.train.optim import Schedule, build_optimizer
+    from vglaw.train.step import TrainStep
 
     ms.set_context(mode=ms.GRAPH_MODE if mode == "GRAPH" else ms.PYNATIVE_MODE, **context)
     ms.set_seed(0)
@@ -59,17 +60,12 @@ def child(preset: str, law_type: str, mode: str, stage: str, batch: int, context
         opt, _ = build_optimizer(model, Schedule(base_lrs={"lang": 1e-5, "visual": 1e-5, "base": 1e-4},
                                                  warmup_steps=10))
         moments = 2 * sum(p.size for p in opt.parameters) * 4
-        loss_fn = GroundingLoss.from_config(cfg)
-
-        def forward(*x):
-            boxes, logits = model(*x[:3])
-            return loss_fn(boxes, logits, *x[3:])
-
-        grad_fn = ms.value_and_grad(forward, None, opt.parameters, has_aux=True)
+        # the training loop's own step (vglaw.train.step.TrainStep: value_and_grad, clip 0.15, AdamW)
+        trainer = TrainStep(model, GroundingLoss.from_config(cfg), opt, clip_norm=0.15,
+                            use_jit=mode == "GRAPH", lean_clip=lean)
 
         def run(*x):
-            (loss, *_), grads = grad_fn(*x)
-            return ops.depend(loss, opt(ops.clip_by_global_norm(grads, 0.15)))
+            return trainer.step(x)[0]["loss"]
         args = (im, ids, att, gt, mask)
         model.set_train(True)
     else:
@@ -82,11 +78,12 @@ def child(preset: str, law_type: str, mode: str, stage: str, batch: int, context
     if mode == "GRAPH" and stage != "train":
         model.compile(*args)
         compiled = _kib("VmRSS")
-    fn = ms.jit(run) if mode == "GRAPH" and stage == "train" else run
     times = []
     for _ in range(2):
         t = time.perf_counter()
-        fn(*args).asnumpy()
+        out = run(*args)
+        if stage != "train":
+            out.asnumpy()
         times.append(time.perf_counter() - t)
     return {"peak_gb": _kib("VmHWM") / 2**20, "params_gb": params / 2**30, "moments_gb": moments / 2**30,
             "first_s": times[0], "second_s": times[1], "built_gb": built / 2**20,

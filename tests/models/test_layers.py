@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import mindspore as ms
 import numpy as np
+import pytest
 from mindspore import Tensor
 
 from vglaw.models import build_model
@@ -28,7 +29,7 @@ def _run(law_type: str, lean: bool):
     perturb_generator(model)
     if lean:
         switched = model.set_lean_kernels()
-        assert switched == 2 * CFG["vit_depth"] + CFG["vit_depth"] + 2  # blocks, attns, MLP GELUs, stem, ViT
+        assert switched == 4 * CFG["vit_depth"] + 2  # blocks, attns, MLP GELUs, DropPaths, stem, ViT
         for _, cell in model.backbone.cells_and_names():  # the erf GELU is compared alone, below
             if isinstance(cell, Gelu):
                 cell.lean = False
@@ -48,11 +49,12 @@ def _run(law_type: str, lean: bool):
     return [value.asnumpy(), boxes.asnumpy(), logits.asnumpy()] + [g.asnumpy() for g in grads]
 
 
-def test_lean_layout_and_broadcasts_are_bit_identical():
+@pytest.mark.parametrize("law_type", ["od3", "svd"])
+def test_lean_layout_and_broadcasts_are_bit_identical(law_type):
     # od3 spells out every broadcast of adaptive_qkv (the input scalings, the output scaling, the
-    # bias that svd and la also add); two GRAPH compiles, ~11 s each. The erf GELU (the one part that
-    # differs in the last bit) is compared on its own below.
-    law_type = "od3"
+    # bias that svd and la also add); svd reads W0, P and Q transposed inside its MatMuls
+    # (`linear_t`); two GRAPH compiles each, ~11 s apiece. The erf GELU and the lean DropPath (the
+    # parts that differ in the last bit) are compared on their own below.
     plain = _run(law_type, lean=False)
     assert sum(float(np.abs(a).sum()) > 0 for a in plain[3:]) > len(plain[3:]) // 2
     same = _run(law_type, lean=True)
@@ -71,6 +73,44 @@ def test_lean_gelu_is_the_exact_gelu():
     from math import erf, sqrt
     want = np.array([v * 0.5 * (1.0 + erf(v / sqrt(2.0))) for v in x.asnumpy().astype(np.float64)])
     np.testing.assert_allclose(lean, want, rtol=1e-6, atol=1e-7)  # GELU itself, not just the kernel's twin
+
+
+@pytest.mark.parametrize("mode", [ms.PYNATIVE_MODE, ms.GRAPH_MODE])
+def test_lean_drop_path_drops_the_same_samples(mode):
+    """Lean DropPath multiplies by a broadcast per-sample factor (0 or 1/keep) instead of dividing by
+    keep and multiplying by the mask: under one seed the same samples are dropped, the kept ones
+    are equal to rounding, and so is the gradient."""
+    from mindspore import nn
+    from vglaw.models.vit import DropPath
+
+    class Probe(nn.Cell):
+        def __init__(self, lean):
+            super().__init__()
+            self.dp = DropPath(0.5)
+            self.dp.lean = lean
+            self.w = Tensor(np.linspace(0.5, 1.5, 8).astype(np.float32))
+
+        def construct(self, a):
+            y = self.dp(a)
+            return (y * self.w).sum(), y
+
+    ms.set_context(mode=mode)
+    x = Tensor(np.random.default_rng(0).standard_normal((16, 3, 3, 8)).astype(np.float32))
+    outs = []
+    for lean in (False, True):
+        ms.set_seed(7)
+        net = Probe(lean)
+        net.set_train(True)
+        fn = ms.value_and_grad(net, 0, None, has_aux=True)
+        (_, y), gx = (ms.jit(fn) if mode == ms.GRAPH_MODE else fn)(x)
+        outs.append((y.asnumpy(), gx.asnumpy()))
+    (y0, g0), (y1, g1) = outs
+    dropped = np.abs(y0).reshape(16, -1).max(1) == 0
+    assert 0 < dropped.sum() < 16  # keep 0.5 over 16 samples: some dropped, some kept
+    np.testing.assert_array_equal(np.abs(y1).reshape(16, -1).max(1) == 0, dropped)
+    np.testing.assert_allclose(y1, y0, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(y0[~dropped], 2.0 * x.asnumpy()[~dropped], rtol=1e-6)  # 1 / keep
+    np.testing.assert_allclose(g1, g0, rtol=1e-6, atol=1e-7)
 
 
 def test_linear_is_the_broadcast_matmul_bit_for_bit():

@@ -17,6 +17,10 @@ def test_estimate_matches_the_measurements():
     assert estimate("paper", 1, 448, 256)["s_per_update"] == pytest.approx(256 * 7.5)
     # tiny: about 1 s per update of batch 16 (the workbook runs)
     assert 0.5 <= estimate("tiny", 16, 128, 1)["s_per_update"] <= 2.0
+    # --lean_kernels --recompute (session 18): 5.22 / 7.25 / 7.79 / 13.31 GB at batch 1 / 2 / 4 / 8
+    for b, peak in ((1, 5.22), (2, 7.25), (4, 7.79), (8, 13.31)):
+        assert peak <= estimate("paper", b, 448, 1, lean=True)["peak_gb"] <= peak + 2.0
+    assert estimate("tiny", 16, 128, 1, lean=True) == estimate("tiny", 16, 128, 1)  # no lean anchor: the plain one
     # linear in the batch, quadratic in the image side
     a, b = estimate("paper", 1, 896, 1), estimate("paper", 4, 448, 1)
     assert a == b and a["s_per_update"] == pytest.approx(4 * 7.5)
@@ -24,7 +28,8 @@ def test_estimate_matches_the_measurements():
 
 def test_refused_without_force_and_announced_with_it(caplog):
     from vglaw.train.resources import ResourceError, check_resources
-    with pytest.raises(ResourceError, match=r"needs about 14\.0 GB on CPU, 8\.0 GB are free.*--force"):
+    with pytest.raises(ResourceError, match=r"needs about 14\.0 GB on CPU, 8\.0 GB are free.*"
+                                            r"--lean_kernels --recompute \(about 6\.5 GB\).*--force"):
         check_resources("paper", 1, 448, 256, "CPU", available_gb=8.0)
     with caplog.at_level(logging.INFO, logger="vglaw"):
         est = check_resources("paper", 1, 448, 256, "CPU", force=True, available_gb=8.0)

@@ -122,3 +122,30 @@ def test_clip_norm_scales_the_gradient_to_the_clip():
 def _loss_fn(model):
     from vglaw.models.losses import GroundingLoss
     return GroundingLoss.from_config(model.config)
+
+
+@pytest.mark.parametrize("mode", [ms.PYNATIVE_MODE, ms.GRAPH_MODE])
+def test_lean_clip_is_mindspores_clip(mode):
+    """`clip_global_norm(..., lean=True)` (one explicitly broadcast factor per gradient; the
+    `--lean_kernels` step) equals `ops.clip_by_global_norm` to rounding, above the clip (scaled to
+    global norm c) and within it (the gradients unchanged, exactly)."""
+    from vglaw.train.step import clip_global_norm
+    ms.set_context(mode=mode)
+    rng = np.random.default_rng(3)
+    grads = tuple(ms.Tensor(rng.standard_normal(s).astype(np.float32)) for s in ((7, 5), (5,), (3, 4, 2)))
+    norm = float(np.sqrt(sum((g.asnumpy().astype(np.float64) ** 2).sum() for g in grads)))
+
+    def clipped(c, lean):
+        fn = ms.jit(clip_global_norm, static_args=(1, 2)) if mode == ms.GRAPH_MODE else clip_global_norm
+        return [g.asnumpy() for g in fn(grads, c, lean)]
+
+    for c in (norm / 3, norm * 2):
+        want = [g.asnumpy().astype(np.float64) * min(1.0, c / norm) for g in grads]
+        plain, lean = clipped(c, False), clipped(c, True)
+        for w, p, q in zip(want, plain, lean):
+            np.testing.assert_allclose(q, p, rtol=2e-6, atol=1e-7)
+            np.testing.assert_allclose(q, w, rtol=2e-6, atol=1e-7)
+        if c > norm:
+            assert all(np.array_equal(q, g.asnumpy()) for q, g in zip(lean, grads))
+    scaled = clipped(norm / 3, True)
+    assert abs(np.sqrt(sum((q.astype(np.float64) ** 2).sum() for q in scaled)) - norm / 3) < 1e-5 * norm

@@ -23,7 +23,7 @@ from mindspore import Parameter, Tensor, nn, ops
 from mindspore.common.initializer import Normal, initializer
 
 from vglaw.models.init import init_rng
-from vglaw.models.layers import expand, linear
+from vglaw.models.layers import expand, linear_t
 
 __all__ = ["LAW", "adaptive_qkv", "generator_out_dim"]
 
@@ -49,24 +49,24 @@ def adaptive_qkv(law_type: str, x: Tensor, w0: Tensor, b0: Tensor, g: Tensor, p:
     b, n, c = x.shape
     out = (b, n, 3 * c)
     if law_type == "svd":
-        base = linear(x, w0.T) + expand(b0, out, lean)  # (B, N, 3C)
+        base = linear_t(x, w0, lean) + expand(b0, out, lean)  # (B, N, 3C)
         phi = g.reshape(b, rank, rank)  # (B, K, K)
-        t = linear(x, q.T)  # (B, N, K)
+        t = linear_t(x, q, lean)  # (B, N, K)
         t = ops.bmm(t, phi.transpose(0, 2, 1))  # (B, N, K): Phi·(Q x) per token
-        return base + linear(t, p.T)
+        return base + linear_t(t, p, lean)
     if law_type == "la":
-        return linear(x * expand(g.expand_dims(1), x.shape, lean), w0.T) + expand(b0, out, lean)
+        return linear_t(x * expand(g.expand_dims(1), x.shape, lean), w0, lean) + expand(b0, out, lean)
     s_out = expand(g[:, -3 * c:].expand_dims(1), out, lean)  # (B, 1, 3C); lean: (B, N, 3C)
     if law_type == "od1":
-        y = linear(x * expand(g[:, :c].expand_dims(1), x.shape, lean), w0.T)
+        y = linear_t(x * expand(g[:, :c].expand_dims(1), x.shape, lean), w0, lean)
     elif law_type == "od2":
-        y_qk = linear(x * expand(g[:, :c].expand_dims(1), x.shape, lean), w0[: 2 * c].T)
-        y_v = linear(x * expand(g[:, c:2 * c].expand_dims(1), x.shape, lean), w0[2 * c:].T)
+        y_qk = linear_t(x * expand(g[:, :c].expand_dims(1), x.shape, lean), w0[: 2 * c], lean)
+        y_v = linear_t(x * expand(g[:, c:2 * c].expand_dims(1), x.shape, lean), w0[2 * c:], lean)
         y = ops.concat((y_qk, y_v), -1)
     else:  # od3
-        y_q = linear(x * expand(g[:, :c].expand_dims(1), x.shape, lean), w0[:c].T)
-        y_k = linear(x * expand(g[:, c:2 * c].expand_dims(1), x.shape, lean), w0[c:2 * c].T)
-        y_v = linear(x * expand(g[:, 2 * c:3 * c].expand_dims(1), x.shape, lean), w0[2 * c:].T)
+        y_q = linear_t(x * expand(g[:, :c].expand_dims(1), x.shape, lean), w0[:c], lean)
+        y_k = linear_t(x * expand(g[:, c:2 * c].expand_dims(1), x.shape, lean), w0[c:2 * c], lean)
+        y_v = linear_t(x * expand(g[:, 2 * c:3 * c].expand_dims(1), x.shape, lean), w0[2 * c:], lean)
         y = ops.concat((y_q, y_k, y_v), -1)
     return y * s_out + expand(b0, out, lean)
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from mindspore import Tensor, mint, nn, ops
 
-__all__ = ["Gelu", "expand", "linear", "relayout"]
+__all__ = ["Gelu", "LastAxisSoftmax", "expand", "linear", "linear_t", "relayout"]
 
 _INV_SQRT2 = 0.7071067811865476
 
@@ -40,6 +40,18 @@ def linear(x: Tensor, w: Tensor) -> Tensor:
     return ops.matmul(x.reshape(-1, x.shape[-1]), w).reshape(x.shape[:-1] + (w.shape[-1],))
 
 
+_MATMUL_NT = ops.MatMul(transpose_b=True)
+
+
+def linear_t(x: Tensor, w: Tensor, lean: bool) -> Tensor:
+    """`linear(x, w.T)` for a 2-D w (m, n); lean: one MatMul that reads w transposed, so no
+    `Transpose` node copies the weight (two weight-sized CPU buffers per node, in the forward, the
+    recomputed forward and the backward: ~0.65 GB in the paper preset's svd train step)."""
+    if not lean:
+        return linear(x, w.T)
+    return _MATMUL_NT(x.reshape(-1, x.shape[-1]), w).reshape(x.shape[:-1] + (w.shape[0],))
+
+
 def relayout(x: Tensor, axes: tuple, lean: bool) -> Tensor:
     """`x.transpose(*axes)`; lean: `mint.permute` (same bits, no per-node CPU buffer)."""
     if lean:
@@ -52,6 +64,20 @@ def expand(x: Tensor, shape: tuple, lean: bool) -> Tensor:
     if lean:
         return ops.broadcast_to(x, shape)
     return x
+
+
+class LastAxisSoftmax(nn.Cell):
+    """`ops.softmax(x, -1)` whose gradient is MindSpore's own, `y * (dy - sum(y * dy, -1))`, with the
+    sum broadcast explicitly: the bprop's implicitly broadcasting `Sub` keeps four attention-map-sized
+    CPU buffers per graph node (116 MB for a (12, 784, 784) map; `benchmarks/bench_op_memory.py`),
+    ~0.7 GB per sample in the paper preset's train step. The same bits (tests/models/test_layers.py)."""
+
+    def construct(self, x: Tensor) -> Tensor:
+        return ops.softmax(x, -1)
+
+    def bprop(self, x: Tensor, out: Tensor, dout: Tensor):
+        s = (out * dout).sum(-1, keepdims=True)
+        return (out * (dout - ops.broadcast_to(s, out.shape)),)
 
 
 class Gelu(nn.Cell):

@@ -21,7 +21,7 @@ from mindspore.common.initializer import TruncatedNormal, Zero, initializer
 
 from vglaw.models.init import init_rng
 from vglaw.models.law import adaptive_qkv
-from vglaw.models.layers import Gelu, expand, linear, relayout
+from vglaw.models.layers import Gelu, LastAxisSoftmax, expand, linear, relayout
 from vglaw.models.resize import bicubic_resize_matrix, linear_resize_matrix, resize_abs_pos_embed
 
 __all__ = ["ViTDet", "Block", "Attention", "window_partition", "window_unpartition",
@@ -85,12 +85,18 @@ class DropPath(nn.Cell):
     def __init__(self, prob: float = 0.0):
         super().__init__()
         self.keep = 1.0 - prob
+        self.lean = False  # VGLAW.set_lean_kernels (vglaw.models.layers)
 
     def construct(self, x: Tensor) -> Tensor:
         if not self.training or self.keep >= 1.0:
             return x
         shape = (x.shape[0],) + (1,) * (x.ndim - 1)
         mask = ops.floor(self.keep + ops.rand(shape, dtype=x.dtype))
+        if self.lean:
+            # A Div and an implicitly broadcasting Mul each keep four token-map-sized CPU buffers
+            # per graph node; one same-shape Mul by the per-sample factor 0 or 1/keep does not
+            # (the same function to rounding: x * (1/keep) against x / keep).
+            return x * ops.broadcast_to(mask * (1.0 / self.keep), x.shape)
         return x / self.keep * mask
 
 
@@ -114,6 +120,7 @@ class Attention(nn.Cell):
         self.lean = False  # VGLAW.set_lean_kernels (vglaw.models.layers)
         self.qkv = nn.Dense(dim, dim * 3, weight_init=TruncatedNormal(0.02), bias_init="zeros")
         self.proj = nn.Dense(dim, dim, weight_init=TruncatedNormal(0.02), bias_init="zeros")
+        self.lean_softmax = LastAxisSoftmax()  # used only when lean
         h, w = input_size
         # detectron2 default rel_pos_zero_init=True; the pretrained tables replace them.
         self.rel_pos_h = Parameter(initializer(Zero(), (2 * h - 1, self.head_dim), ms.float32), name="rel_pos_h")
@@ -143,7 +150,7 @@ class Attention(nn.Cell):
         q, k, v = ops.unstack(qkv.reshape(3, bw * self.num_heads, h * w, self.head_dim), 0)  # (B*nW*nH, N, d)
         attn = ops.bmm(q * self.scale, k.transpose(0, 2, 1))  # (BH, N, N)
         attn = self.add_decomposed_rel_pos(attn, q, h, w)
-        attn = ops.softmax(attn, axis=-1)
+        attn = self.lean_softmax(attn) if self.lean else ops.softmax(attn, axis=-1)
         out = ops.bmm(attn, v).reshape(bw, self.num_heads, h, w, self.head_dim)
         out = relayout(out, (0, 2, 3, 1, 4), self.lean).reshape(bw, h, w, c)
         return self.proj(out)

@@ -119,9 +119,10 @@ class TrainConfig:
     deterministic: bool | None = None   # bit-identical reruns of a seed (CPU kernels on one thread); None: the recipe's
     num_workers: int = 1                # data-pipeline workers
     recompute: bool = False             # recompute ViT blocks / BERT layers in the backward (same gradients; see
-                                        # VGLAW.set_recompute: on CPU it costs memory and time, issue 10)
-    lean_kernels: bool = False          # the ViT's CPU-lean op spellings (VGLAW.set_lean_kernels: less GRAPH-mode
-                                        # CPU memory; GELU differs in the last bit; issue 10)
+                                        # VGLAW.set_recompute: on CPU it pays only with lean_kernels, issue 10)
+    lean_kernels: bool = False          # CPU-lean op spellings of the ViT (VGLAW.set_lean_kernels) and of the
+                                        # gradient clip (step.clip_global_norm): less GRAPH-mode CPU memory;
+                                        # GELU, DropPath and the clip differ in the last bit; issue 10
     mode_name: str = "GRAPH"            # GRAPH: mindspore.jit train step; PYNATIVE: op by op (debug)
     device_target: str | None = None    # CPU GPU Ascend; None: MindSpore's default
     progress: bool = True               # tqdm bar (rank 0)

@@ -389,7 +389,8 @@ def build_training(cfg: TrainConfig, run: RunDir, env: Runtime, stored: dict | N
     world, use_jit, resume = env.world, env.use_jit, stored is not None
     resources = check_resources(cfg.preset, cfg.batch_size, cfg.img_size,
                                 max(cfg.batch_sum // (cfg.batch_size * world), 1),
-                                ms.get_context("device_target"), force=cfg.force)
+                                ms.get_context("device_target"), force=cfg.force,
+                                lean=cfg.lean_kernels and cfg.recompute)
     data = _prepare_data(cfg, env.rank)
     manifest = data["train"].manifest
     data_record = {"cache": str(data["train"].folder), "fingerprint": manifest.get("fingerprint"),
@@ -414,7 +415,7 @@ def build_training(cfg: TrainConfig, run: RunDir, env: Runtime, stored: dict | N
     optimizer, group_of = build_optimizer(model, schedule, cfg.weight_decay)
     loss_fn = GroundingLoss.from_config(model.config)
     trainer = TrainStep(model, loss_fn, optimizer, accum_steps=sizes["accum_steps"], clip_norm=cfg.clip_norm,
-                        world=world, use_jit=use_jit)
+                        world=world, use_jit=use_jit, lean_clip=cfg.lean_kernels)
     batches = RefBatches(data["train"], tokenizer, img_size=cfg.img_size, max_len=cfg.max_len,
                          batch_size=cfg.batch_size, train=True, translate=cfg.translate, seed=cfg.seed,
                          num_shards=world if world > 1 else None, shard_id=env.rank if world > 1 else None,

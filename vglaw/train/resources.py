@@ -10,6 +10,10 @@ The estimate is linear in the micro-batch and in the pixels per image, anchored 
   batch 16 in the workbook runs (README). Peak RSS 2.23 GB (`ru_maxrss` of a `--preset tiny
   --batch_size 16 --max_steps 6 --use_mask` CLI run on 60 synthetic images, val evaluation
   included; 2.0 s per update there, niced beside another training): the estimate, 2.6 GB, is above.
+- paper with `--lean_kernels --recompute`, CPU, GRAPH (session 18, `benchmarks/bench_memory.py`,
+  RESULTS_model.md): peak RSS 5.22 / 7.25 / 7.79 / 13.31 GB at batch 1 / 2 / 4 / 8, 7.8 s per sample
+  at batch 1 and 6.8 at batch 8 after a 75-134 s first step; 5.5 GB + 1.0 GB per sample is above
+  every measured point.
 
 GPU/Ascend memory is not estimated (no measurement here); a run there only gets the note.
 """
@@ -29,6 +33,7 @@ log = logging.getLogger("vglaw")
 # of a train step, first-step compilation s.
 MEASURED = {
     "paper": {"fixed_gb": 6.0, "gb_per_sample": 8.0, "s_per_sample": 7.5, "compile_s": 65.0, "img_size": 448},
+    "paper_lean": {"fixed_gb": 5.5, "gb_per_sample": 1.0, "s_per_sample": 7.8, "compile_s": 75.0, "img_size": 448},
     "tiny": {"fixed_gb": 1.6, "gb_per_sample": 0.06, "s_per_sample": 0.06, "compile_s": 11.0, "img_size": 128},
 }
 
@@ -37,9 +42,10 @@ class ResourceError(ConfigError):
     """The run would need more memory than the machine has free (pass --force to try anyway)."""
 
 
-def estimate(preset: str, batch_size: int, img_size: int, accum_steps: int) -> dict:
-    """{"peak_gb", "s_per_update", "compile_s"} of a CPU GRAPH run (None values: no anchor)."""
-    m = MEASURED.get(preset)
+def estimate(preset: str, batch_size: int, img_size: int, accum_steps: int, lean: bool = False) -> dict:
+    """{"peak_gb", "s_per_update", "compile_s"} of a CPU GRAPH run (None values: no anchor).
+    `lean`: with --lean_kernels and --recompute (their own anchor where one was measured)."""
+    m = MEASURED.get(f"{preset}_lean" if lean and f"{preset}_lean" in MEASURED else preset)
     if m is None:
         return {"peak_gb": None, "s_per_update": None, "compile_s": None}
     pixels = (img_size / m["img_size"]) ** 2
@@ -66,13 +72,13 @@ def available_memory_gb() -> float | None:
 
 
 def check_resources(preset: str, batch_size: int, img_size: int, accum_steps: int, device: str,
-                    force: bool = False, available_gb: float | None = None) -> dict:
+                    force: bool = False, available_gb: float | None = None, lean: bool = False) -> dict:
     """Log the estimate; raise ResourceError when a CPU run's peak exceeds the free memory
     (unless `force`). Returns the estimate with `available_gb` (for config.json)."""
     if device != "CPU":
         log.info("resource estimate: none for %s (measured on CPU only)", device)
         return {"device": device}
-    est = estimate(preset, batch_size, img_size, accum_steps)
+    est = estimate(preset, batch_size, img_size, accum_steps, lean)
     if available_gb is None:
         available_gb = available_memory_gb()
     est["available_gb"] = None if available_gb is None else round(available_gb, 1)
@@ -93,7 +99,10 @@ def check_resources(preset: str, batch_size: int, img_size: int, accum_steps: in
             raise ResourceError(
                 f"preset {preset} at batch {batch_size} and {img_size} px needs about {est['peak_gb']:.1f} GB "
                 f"on CPU, {available_gb:.1f} GB are free; lower --batch_size (accumulate to --batch_sum), "
-                "use --preset tiny, or pass --force to try anyway")
+                + ("add --lean_kernels --recompute (about "
+                   f"{estimate(preset, batch_size, img_size, accum_steps, True)['peak_gb']:.1f} GB), "
+                   if preset == "paper" and not lean else "")
+                + "use --preset tiny, or pass --force to try anyway")
         log.warning("--force: starting although about %.1f GB are needed and %.1f GB are free",
                     est["peak_gb"], available_gb)
     return est

@@ -20,13 +20,29 @@ import math
 import mindspore as ms
 from mindspore import nn, ops
 
-__all__ = ["TrainStep", "NonFiniteLossError", "LOSS_NAMES"]
+__all__ = ["TrainStep", "NonFiniteLossError", "LOSS_NAMES", "clip_global_norm"]
 
 LOSS_NAMES = ("loss", "l1", "giou", "focal", "dice")
 
 
 class NonFiniteLossError(FloatingPointError):
     """A loss came out NaN/inf; the run stops before checkpointing the damaged state."""
+
+
+def clip_global_norm(grads, clip: float, lean: bool = False):
+    """`ops.clip_by_global_norm(grads, clip)`; lean: the same clip spelt for MindSpore's CPU kernels.
+
+    MindSpore scales every gradient by `g * clip / norm` with (1,)-shaped tensors: an implicitly
+    broadcasting Mul and a Div per parameter, kernels that keep parameter-sized CPU buffers per
+    graph node (+0.8 GB in the paper preset's train step, `benchmarks/bench_memory.py`). Lean:
+    one factor `clip / max(norm, clip)`, broadcast explicitly, one same-shape Mul per gradient
+    (the same function to rounding; exactly `g` when the norm is within the clip).
+    """
+    if not lean:
+        return ops.clip_by_global_norm(grads, clip)
+    norm = ops.sqrt(ops.stack([ops.square(g).sum() for g in grads]).sum())
+    scale = clip / ops.maximum(norm, clip)
+    return tuple(g * ops.broadcast_to(scale, g.shape) for g in grads)
 
 
 class TrainStep:
@@ -40,13 +56,15 @@ class TrainStep:
         clip_norm: global-norm clip of the averaged, reduced gradient; <= 0 disables it.
         world: data-parallel ranks (> 1 adds a `nn.DistributedGradReducer`).
         use_jit: compile with `mindspore.jit` (GRAPH) or run op by op (PYNATIVE).
+        lean_clip: the clip's CPU-lean spelling (`clip_global_norm`; with `--lean_kernels`).
     Call `step(batch)` with the 5 training tensors (image, input_ids, attention_mask, box, mask):
     it returns {loss, l1, giou, focal, dice} floats and whether the optimiser stepped, and raises
     NonFiniteLossError on a NaN/inf loss (with accumulation, before the update is applied).
     """
 
     def __init__(self, model: nn.Cell, loss_fn: nn.Cell, optimizer: nn.Optimizer, *,
-                 accum_steps: int = 1, clip_norm: float = 0.15, world: int = 1, use_jit: bool = True):
+                 accum_steps: int = 1, clip_norm: float = 0.15, world: int = 1, use_jit: bool = True,
+                 lean_clip: bool = False):
         if accum_steps < 1:
             raise ValueError(f"accum_steps must be >= 1, got {accum_steps}")
         self.model, self.loss_fn, self.optimizer = model, loss_fn, optimizer
@@ -55,6 +73,7 @@ class TrainStep:
         weights = optimizer.parameters
         reducer = nn.DistributedGradReducer(weights, mean=True, degree=world) if world > 1 else None
         clip = float(clip_norm)
+        lean_clip = bool(lean_clip)
 
         def forward(images, input_ids, attention_mask, gt_boxes, gt_masks):
             boxes, logits = model(images, input_ids, attention_mask)  # (B,4) canvas-norm cxcywh, (B,1,S,S)
@@ -66,7 +85,7 @@ class TrainStep:
             if reducer is not None:
                 grads = reducer(grads)
             if clip > 0:
-                grads = ops.clip_by_global_norm(grads, clip)
+                grads = clip_global_norm(grads, clip, lean_clip)
             return optimizer(grads)
 
         def fused(images, input_ids, attention_mask, gt_boxes, gt_masks):
