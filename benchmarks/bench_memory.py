@@ -3,7 +3,8 @@
     GLOG_v=4 python benchmarks/bench_memory.py --preset paper --modes GRAPH --stages train --batches 1 2
     GLOG_v=4 python benchmarks/bench_memory.py --preset paper --stages train --batches 1 --recompute
     GLOG_v=4 python benchmarks/bench_memory.py --preset paper --stages eval --batches 1 8 --lean_kernels
-    GLOG_v=4 python benchmarks/bench_memory.py --preset paper --stages train --batches 1 2 4 8 --lean_kernels --recompute
+    MALLOC_CONF=dirty_decay_ms:0,muzzy_decay_ms:0 LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2 \
+        GLOG_v=4 python benchmarks/bench_memory.py --preset paper --stages train --batches 1 2 4 8 --lean_kernels --recompute
 
 Each (mode, stage, batch) runs in its own process: build the model, run the stage twice on random
 inputs of the preset's shapes, report the process's peak RSS (VmHWM). The parent watches every
@@ -51,6 +52,8 @@ def child(preset: str, law_type: str, mode: str, stage: str, batch: int, context
         model.set_recompute()
     if lean:
         model.set_lean_kernels()
+        from vglaw.utils.malloc import release_freed_pages
+        release_freed_pages()  # as vglaw.train and vglaw.evaluate do with --lean_kernels
     cfg = model.config
     from bench_model import _inputs  # this folder's random inputs of a preset's shapes
     im, ids, att, gt, mask = _inputs(cfg, batch)
@@ -138,7 +141,8 @@ def main() -> None:
         with open("/proc/meminfo") as f:
             limit = int(0.85 * int(next(line for line in f if line.startswith("MemTotal:")).split()[1]))
     print(f"preset {a.preset}, law {a.law_type}, context {a.context}, recompute {a.recompute}, lean_kernels {a.lean_kernels}, child RSS limit {limit / 2**20:.1f} GB, "
-          f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}")
+          f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}; LD_PRELOAD {os.environ.get('LD_PRELOAD', '-')}, "
+          f"MALLOC_CONF {os.environ.get('MALLOC_CONF', '-')}")
     print(f"{'mode':<9} {'stage':<8} {'batch':>5} {'peak RSS GB':>12} {'params GB':>10} {'AdamW m+v GB':>13} "
           f"{'first s':>8} {'second s':>9} {'built GB':>9} {'compiled GB':>12} {'after run GB':>13}")
     for mode in a.modes:

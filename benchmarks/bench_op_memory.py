@@ -28,6 +28,8 @@ CASES = {
     "add_bias_broadcast_to": "x + ops.broadcast_to(v, x.shape)",
     "mul_row": "x * x[:, :1] (implicit broadcast)",
     "mul_row_broadcast_to": "x * ops.broadcast_to(x[:, :1], x.shape)",
+    "sub_last": "x - x[:, :, :1] (implicit broadcast along the last axis: the softmax bprop's Sub)",
+    "sub_last_broadcast_to": "x - ops.broadcast_to(x[:, :, :1], x.shape)",
     "transpose": "x.transpose(0, 2, 1), every other node",
     "permute": "mint.permute(x, (0, 2, 1)), every other node",
     "gelu": "nn.GELU(approximate=False)",
@@ -80,6 +82,10 @@ def child(case: str) -> dict:
                     x = x * x[:, :1] * 0.999
                 elif c == "mul_row_broadcast_to":
                     x = x * ops.broadcast_to(x[:, :1], x.shape) * 0.999
+                elif c == "sub_last":
+                    x = x - x[:, :, :1] * 0.5
+                elif c == "sub_last_broadcast_to":
+                    x = x - ops.broadcast_to(x[:, :, :1] * 0.5, x.shape)
                 elif c == "transpose":
                     x = x.transpose(0, 2, 1) if i % 2 == 0 else x.transpose(0, 2, 1) * 1.0
                 elif c == "permute":

@@ -57,9 +57,11 @@ def _loss_grads(model, images, ids, mask):
     return params, grads
 
 
-def test_recompute_keeps_loss_and_gradients():
+@pytest.mark.parametrize("lean", [False, True])
+def test_recompute_keeps_loss_and_gradients(lean):
     """`--recompute` (VGLAW.set_recompute, issue 10) marks every ViT block and BERT layer and, in a
-    GRAPH train step, leaves the loss and every gradient equal to the plain step's."""
+    GRAPH train step, leaves the loss and every gradient equal to the plain step's; also with
+    `--lean_kernels`, whose softmax has its own bprop (`LastAxisSoftmax`) inside the recomputed blocks."""
     ms.set_context(mode=ms.GRAPH_MODE)
     cfg = dict(SMALL, drop_path=0.0, hidden_dropout=0.0)  # no randomness between the two forwards
     images, ids, mask = _inputs(2, cfg=cfg)
@@ -69,6 +71,8 @@ def test_recompute_keeps_loss_and_gradients():
         model = build_model("tiny", law_type="svd", **cfg)
         perturb_generator(model)
         model.set_train(True)
+        if lean:
+            model.set_lean_kernels()
         if recompute:
             assert model.set_recompute() == cfg["vit_depth"] + cfg["text_layers"]
         params = model.trainable_params()

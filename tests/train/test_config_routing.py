@@ -121,11 +121,13 @@ def test_recompute_reaches_every_block(built):
 
 
 def test_lean_kernels_reach_every_vit_cell(built):
-    """--lean_kernels switches the ViT's blocks, attentions, MLP GELUs, stem and trunk (issue 10)."""
+    """--lean_kernels switches the ViT's blocks, attentions, MLP GELUs, DropPaths, stem and trunk, and
+    the train step's gradient clip (issue 10)."""
     from vglaw.models.layers import Gelu
     backbone = built["model"].backbone
     lean = {name: cell.lean for name, cell in backbone.cells_and_names() if hasattr(cell, "lean")}
     depth = built["model"].config.vit_depth
-    assert len(lean) == 3 * depth + 1 + (1 if hasattr(backbone.patch_embed, "lean") else 0)
+    assert len(lean) == 4 * depth + 1 + (1 if hasattr(backbone.patch_embed, "lean") else 0)
     assert all(lean.values()), lean
+    assert built["lean_clip"] is True
     assert sum(isinstance(c, Gelu) for _, c in backbone.cells_and_names()) == depth

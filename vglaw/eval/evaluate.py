@@ -292,7 +292,9 @@ def _evaluate_cli(args, prog: str) -> int:
         raise UsageExit(prog, str(err)) from err
     model = load_model_from_checkpoint(args.checkpoint)
     if args.lean_kernels:
+        from vglaw.utils.malloc import release_freed_pages
         model.set_lean_kernels()
+        release_freed_pages()
     cfg = model.config
     metrics, preds = evaluate_split(model, ref_ds, load_tokenizer(), img_size=cfg.img_size,
                                     max_len=cfg.max_len, batch_size=args.batch_size,

@@ -384,6 +384,7 @@ def build_training(cfg: TrainConfig, run: RunDir, env: Runtime, stored: dict | N
     from vglaw.models.losses import GroundingLoss
     from vglaw.train.optim import Schedule, build_optimizer, optimizer_state
     from vglaw.train.resources import check_resources
+    from vglaw.utils.malloc import release_freed_pages
     from vglaw.train.step import TrainStep
 
     world, use_jit, resume = env.world, env.use_jit, stored is not None
@@ -405,6 +406,7 @@ def build_training(cfg: TrainConfig, run: RunDir, env: Runtime, stored: dict | N
         model.set_recompute()
     if cfg.lean_kernels:
         model.set_lean_kernels()
+        release_freed_pages()  # jemalloc (when preloaded): the compile's freed pages do not add to the peak
     if cfg.freeze_word_embeddings:
         for name, p in model.text_encoder.parameters_and_names():
             if "word_embeddings" in name:

@@ -55,3 +55,31 @@ def require_jemalloc() -> str:
         raise SystemExit("no jemalloc found: apt install libjemalloc2, conda install -c conda-forge jemalloc, "
                          "or set VGLAW_JEMALLOC=/path/to/libjemalloc.so.2")
     return lib
+
+
+def release_freed_pages() -> bool:
+    """With jemalloc preloaded, hand freed pages back to the OS at once (dirty and muzzy decay 0,
+    for the existing arenas and the ones made later); without it, do nothing. Returns whether it did.
+
+    jemalloc keeps freed pages for 10 s by default. A GRAPH compile frees gigabytes of IR just before
+    the first step allocates its kernels, so the two add up in the peak: the paper preset's train step
+    with `--lean_kernels --recompute` at batch 2 peaked at 7.25 GB RSS with the default and 5.18 GB
+    with decay 0, same step times (`benchmarks/bench_memory.py`, RESULTS_model.md, session 18).
+    The same as `MALLOC_CONF=dirty_decay_ms:0,muzzy_decay_ms:0`, set from inside the process.
+    """
+    import ctypes
+    try:
+        mallctl = ctypes.CDLL(None).mallctl  # the preloaded jemalloc's, found among the process's symbols
+    except (OSError, AttributeError):
+        return False
+    mallctl.argtypes = [ctypes.c_char_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]
+    zero = ctypes.c_ssize_t(0)
+    narenas, size = ctypes.c_uint(0), ctypes.c_size_t(ctypes.sizeof(ctypes.c_uint))
+    if mallctl(b"arenas.narenas", ctypes.byref(narenas), ctypes.byref(size), None, 0) != 0:
+        return False
+    ok = all(mallctl(f"arenas.{kind}_decay_ms".encode(), None, None, ctypes.byref(zero), ctypes.sizeof(zero)) == 0
+             for kind in ("dirty", "muzzy"))  # the default for arenas made from now on
+    for i in range(narenas.value):  # arenas not yet initialised refuse (EFAULT) and get the new default
+        for kind in ("dirty", "muzzy"):
+            mallctl(f"arena.{i}.{kind}_decay_ms".encode(), None, None, ctypes.byref(zero), ctypes.sizeof(zero))
+    return ok
