@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import time
 
@@ -120,6 +121,7 @@ def bench(mode: str, preset: str, batch_size: int, steps: int, overrides: dict, 
     return {"mode": mode, "first_s": first, "step_s": statistics.median(times),
             "cpu_s": statistics.median(cpu), "samples_per_s": b / statistics.median(times),
             "batch": b, "train_gflop": train_gflop(cfg), "times": times,
+            "peak_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
             "losses": [repr(parts[k]) for k in sorted(parts)]}
 
 
@@ -183,14 +185,14 @@ def batch_rows(a, over: dict) -> None:
           f"load {os.getloadavg()[0]:.2f}" + (f"; NumPy fp32 GEMM peak {peak:.1f} GFLOP/s" if peak else ""))
     print(f"train step: {rows[0]['train_gflop']:.1f} GFLOP per sample (matrix products, counted from the shapes)")
     print("| batch | first step s | step s (median) | steps s | samples/s | s per sample | vs batch "
-          f"{rows[0]['batch']} | GFLOP/s | of GEMM peak |\n|---|---|---|---|---|---|---|---|---|")
+          f"{rows[0]['batch']} | GFLOP/s | of GEMM peak | peak RSS GB |\n|---|---|---|---|---|---|---|---|---|---|")
     base = rows[0]["step_s"] / rows[0]["batch"]
     for r in rows:
         per = r["step_s"] / r["batch"]
         rate = r["train_gflop"] / per
         print(f"| {r['batch']} | {r['first_s']:.1f} | {r['step_s']:.2f} | {', '.join(f'{t:.2f}' for t in r['times'])} | "
               f"{r['samples_per_s']:.3f} | {per:.2f} | {per / base:.2f}x | {rate:.1f} | "
-              f"{'-' if peak is None else format(rate / peak, '.0%')} |", flush=True)
+              f"{'-' if peak is None else format(rate / peak, '.0%')} | {r['peak_gb']:.2f} |", flush=True)
 
 
 def main() -> None:
