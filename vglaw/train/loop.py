@@ -384,8 +384,8 @@ def build_training(cfg: TrainConfig, run: RunDir, env: Runtime, stored: dict | N
     from vglaw.models.losses import GroundingLoss
     from vglaw.train.optim import Schedule, build_optimizer, optimizer_state
     from vglaw.train.resources import check_resources
-    from vglaw.utils.malloc import release_freed_pages
     from vglaw.train.step import TrainStep
+    from vglaw.utils.malloc import release_freed_pages
 
     world, use_jit, resume = env.world, env.use_jit, stored is not None
     resources = check_resources(cfg.preset, cfg.batch_size, cfg.img_size,
